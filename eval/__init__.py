@@ -1,0 +1,1 @@
+"""Evaluation harness for sam_convex: corruption benchmark, scribble experiment, benchmarks."""

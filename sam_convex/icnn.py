@@ -1,0 +1,128 @@
+"""Input-convex neural networks over 2-D coordinates (eq. (1) of the paper).
+
+    z_1     = relu(W^x_0 x + b_0)
+    z_{i+1} = relu(W^z_i z_i + W^x_i x + b_i),   W^z_i >= 0
+    G(x)    = w^z z_L + w^x x + b                 (linear output, w^z >= 0)
+
+G is convex in x, so every sublevel set {x : G(x) <= 0} is convex. Foreground is
+{G <= 0} and the foreground probability is sigmoid(-G(x)).
+
+One `ICNN` holds a *batch* of N independent networks (weights with a leading N
+dimension) so that N masks are fitted in one optimisation loop with batched matmuls.
+
+The constraint W^z >= 0 is kept by clamping (projected gradient descent, as in Amos
+et al. 2017) rather than by a positive reparameterisation: clamping keeps the
+parameterisation linear, so the moment initialisation below is exact, zero weights
+stay reachable, and `clamp_()` after every optimiser step makes the constraint hold
+exactly whenever the net is returned or evaluated.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ICNN(nn.Module):
+    """A batch of N input-convex networks G_n : R^2 -> R.
+
+    Args:
+        num_nets: N, the number of independent networks.
+        width: hidden units per layer.
+        depth: number of hidden layers (>= 1).
+    """
+
+    def __init__(self, num_nets: int = 1, width: int = 32, depth: int = 2) -> None:
+        super().__init__()
+        if num_nets < 1 or width < 1 or depth < 1:
+            raise ValueError(
+                f"ICNN needs num_nets, width and depth >= 1, got {num_nets}, {width}, {depth}"
+            )
+        self.num_nets, self.width, self.depth = num_nets, width, depth
+        n, h = num_nets, width
+        # Input weights (free): one (2 -> h) map per hidden layer plus one for the output.
+        self.w_x = nn.Parameter(torch.zeros(depth, n, 2, h))
+        self.b = nn.Parameter(torch.zeros(depth, n, 1, h))
+        # Hidden-to-hidden weights (>= 0): depth - 1 maps of (h -> h).
+        self.w_z = nn.Parameter(torch.zeros(depth - 1, n, h, h))
+        # Output layer: w_out_z >= 0 on the last hidden state, free linear term and bias.
+        self.w_out_z = nn.Parameter(torch.zeros(n, h, 1))
+        self.w_out_x = nn.Parameter(torch.zeros(n, 2, 1))
+        self.b_out = nn.Parameter(torch.zeros(n, 1, 1))
+        self.reset_random()
+
+    @torch.no_grad()
+    def reset_random(self, generator: torch.Generator | None = None) -> None:
+        """Random initialisation that already satisfies the constraint."""
+        h = self.width
+        self.w_x.copy_(torch.randn(self.w_x.shape, generator=generator) / math.sqrt(2))
+        self.b.copy_(torch.randn(self.b.shape, generator=generator) * 0.5)
+        self.w_z.copy_(torch.rand(self.w_z.shape, generator=generator) * (2.0 / h))
+        self.w_out_z.copy_(torch.rand(self.w_out_z.shape, generator=generator) * (2.0 / h))
+        self.w_out_x.copy_(torch.randn(self.w_out_x.shape, generator=generator) * 0.1)
+        self.b_out.fill_(-1.0)
+
+    @torch.no_grad()
+    def init_from_moments(
+        self, mean: torch.Tensor, cov: torch.Tensor, sharpness: float = 6.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """Start each net as a polygonal cone whose zero level set is the moment ellipse.
+
+        For a uniform elliptical region with mean mu and covariance C, the ellipse is
+        {x : |v| <= 1} with v = L^-1 (x - mu) / 2 and C = L L^T. With unit directions
+        n_j spread over the circle, (pi / h) * sum_j relu(n_j . v) ~= |v|, so
+        G = sharpness * ((pi / h) sum_j relu(n_j . v) - 1) ~= sharpness * (|v| - 1):
+        convex, negative inside the ellipse, every hidden unit alive on half the plane.
+        Deeper layers start as the identity (plus a small positive perturbation).
+
+        Args:
+            mean: (N, 2) float, centres in the nets' input coordinates.
+            cov: (N, 2, 2) float, symmetric positive definite covariances.
+        """
+        n, h, device = self.num_nets, self.width, self.w_x.device
+        angles = 2 * math.pi * (torch.arange(h, device=device) + 0.5) / h
+        directions = torch.stack([torch.cos(angles), torch.sin(angles)])  # (2, h)
+        chol = torch.linalg.cholesky(cov.to(device))  # (N, 2, 2)
+        # Rows of W = n_j^T L^-1 / 2  ->  W^T = L^-T n_j / 2, solved for all j at once.
+        w_first = torch.linalg.solve_triangular(
+            chol.transpose(1, 2), directions.expand(n, 2, h), upper=True
+        ) / 2  # (N, 2, h)
+        b_first = -(mean.to(device).unsqueeze(1) @ w_first)  # (N, 1, h)
+        self.w_x.zero_()
+        self.b.zero_()
+        self.w_x[0] = w_first
+        self.b[0] = b_first
+        eye = torch.eye(h, device=device).expand(self.depth - 1, n, h, h)
+        noise = torch.rand(self.w_z.shape, generator=generator).to(device) * (0.01 / h)
+        self.w_z.copy_(eye + noise)
+        self.w_out_z.fill_(sharpness * math.pi / h)
+        self.w_out_x.zero_()
+        self.b_out.fill_(-sharpness)
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Project onto the constraint set: every weight acting on z is >= 0."""
+        self.w_z.clamp_(min=0)
+        self.w_out_z.clamp_(min=0)
+
+    def satisfies_constraint(self) -> bool:
+        return bool((self.w_z >= 0).all() and (self.w_out_z >= 0).all())
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """Evaluate all N nets.
+
+        Args:
+            coords: (N, P, 2) float, one point set per net, or (P, 2) shared by all nets.
+        Returns:
+            (N, P) float, G_n evaluated at the points.
+        """
+        if coords.dim() == 2:
+            coords = coords.unsqueeze(0).expand(self.num_nets, -1, -1)
+        z = torch.relu(torch.baddbmm(self.b[0], coords, self.w_x[0]))
+        for i in range(1, self.depth):
+            pre = torch.baddbmm(self.b[i], coords, self.w_x[i])
+            z = torch.relu(torch.baddbmm(pre, z, self.w_z[i - 1]))
+        out = torch.baddbmm(self.b_out, coords, self.w_out_x)
+        return torch.baddbmm(out, z, self.w_out_z).squeeze(-1)
