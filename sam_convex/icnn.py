@@ -95,8 +95,9 @@ class ICNN(nn.Module):
         self.w_x[0] = w_first
         self.b[0] = b_first
         eye = torch.eye(h, device=device).expand(self.depth - 1, n, h, h)
-        noise = torch.rand(self.w_z.shape, generator=generator).to(device) * (0.01 / h)
-        self.w_z.copy_(eye + noise)
+        # The same perturbation for every net, so a batched fit equals N single fits.
+        noise = torch.rand((self.depth - 1, 1, h, h), generator=generator).to(device)
+        self.w_z.copy_(eye + noise * (0.01 / h))
         self.w_out_z.fill_(sharpness * math.pi / h)
         self.w_out_x.zero_()
         self.b_out.fill_(-sharpness)
@@ -124,5 +125,8 @@ class ICNN(nn.Module):
         for i in range(1, self.depth):
             pre = torch.baddbmm(self.b[i], coords, self.w_x[i])
             z = torch.relu(torch.baddbmm(pre, z, self.w_z[i - 1]))
-        out = torch.baddbmm(self.b_out, coords, self.w_out_x)
-        return torch.baddbmm(out, z, self.w_out_z).squeeze(-1)
+        # Output as multiply-and-sum rather than bmm: a (P, h) x (h, 1) product is
+        # dispatched to gemv for N == 1 and to gemm otherwise, which round differently
+        # and would make a batched fit differ from N single fits.
+        linear = (coords * self.w_out_x.transpose(1, 2)).sum(-1)
+        return (z * self.w_out_z.transpose(1, 2)).sum(-1) + linear + self.b_out.squeeze(-1)
