@@ -1,0 +1,102 @@
+"""`python -m sam_convex`: end to end with GrabCut, SAM via a tiny checkpoint, errors."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sam_convex import backends
+from sam_convex.__main__ import main
+from shapes import hull_gap, iou
+from test_backends import textured_scene
+from tiny_sam import tiny_sam
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def scene_file(tmp_path_factory):
+    image, gt = textured_scene()
+    path = tmp_path_factory.mktemp("cli") / "scene.png"
+    cv2.imwrite(str(path), image[..., ::-1])  # file is BGR on disk, as cv2 writes it
+    return path, gt
+
+
+def test_cli_grabcut_end_to_end(scene_file, tmp_path):
+    path, gt = scene_file
+    out, over = tmp_path / "mask.png", tmp_path / "sub" / "overlay.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "sam_convex", str(path), "--point", "115", "85",
+         "--neg-point", "10", "10", "--model", "grabcut", "--out", str(out),
+         "--overlay", str(over), "--steps", "60"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # tiny fit: threads only contend
+    )
+    assert result.returncode == 0, result.stderr
+    assert "GrabCut" in result.stdout and "not SAM" in result.stdout
+    mask = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == gt.shape and set(np.unique(mask)) <= {0, 255}
+    assert iou(mask > 0, gt) >= 0.8 and hull_gap(mask > 0) <= 5
+    drawn = cv2.imread(str(over))
+    assert drawn.shape == gt.shape + (3,)
+    green = (drawn[..., 1] == 255) & (drawn[..., 0] == 0) & (drawn[..., 2] == 0)
+    red = (drawn[..., 2] == 255) & (drawn[..., 0] == 0) & (drawn[..., 1] == 0)
+    assert green.sum() > 100 and red.sum() > 0
+
+
+@pytest.mark.parametrize("image,argv,message", [
+    (None, ["--model", "grabcut"], "give a prompt"),
+    ("{tmp}/nope.png", ["--point", "5", "5", "--model", "grabcut"], "cannot read image"),
+    (None, ["--neg-point", "5", "5", "--model", "grabcut"], "negative points alone"),
+    (None, ["--point", "500", "5", "--model", "grabcut"], "outside"),
+    (None, ["--box", "10", "10", "900", "50", "--model", "grabcut"], "box"),
+    (None, ["--point", "5", "5", "--model", "sam", "--checkpoint-dir", "{tmp}/empty"],
+     "no SAM checkpoint"),
+    (None, ["--point", "5", "5", "--checkpoint", "{tmp}/missing.pth"], "checkpoints/"),
+])
+def test_cli_errors(scene_file, tmp_path, capsys, image, argv, message):
+    """Exit code 2 with a message (argparse's error path), never a traceback."""
+    image = str(scene_file[0]) if image is None else image.replace("{tmp}", str(tmp_path))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main([image, *argv, "--out", str(tmp_path / "m.png")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "usage:" in err
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_cli_help():
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+
+
+def test_cli_finds_checkpoint_or_falls_back(scene_file, tmp_path, monkeypatch, capsys):
+    path, _ = scene_file
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [str(path), "--box", "50", "40", "180", "130", "--steps", "30"]
+    assert main(args + ["--checkpoint-dir", str(empty), "--out", str(tmp_path / "g.png")]) == 0
+    assert "GrabCut" in capsys.readouterr().out
+
+    # A (tiny) SAM checkpoint under an official name in the directory is picked up.
+    monkeypatch.setitem(backends.sam_model_registry, "vit_b", lambda: tiny_sam(seed=2))
+    full = tmp_path / "ckpts"
+    full.mkdir()
+    torch.save(tiny_sam(seed=3).state_dict(), full / "sam_vit_b_01ec64.pth")
+    out = tmp_path / "s.png"
+    assert main(args + ["--checkpoint-dir", str(full), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "SAM" in printed and "sam_vit_b_01ec64.pth" in printed and "GrabCut" not in printed
+    mask = cv2.imread(str(out), cv2.IMREAD_UNCHANGED) > 0
+    assert hull_gap(mask) <= 5
