@@ -1,0 +1,198 @@
+"""eval.compat (seeded imagecorruptions, published glass_blur) and the eval.corruptions
+harness end to end (GrabCut, tiny images, a small projector)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from eval import corruptions as harness
+from eval.compat import CORRUPTIONS, corrupt, glass_blur
+from eval.datasets import Sample
+from eval.prompts import make_prompt
+from eval.scenes import write_scenes
+from sam_convex import ConvexProjector
+
+NOISY = {"spatter", "impulse_noise", "shot_noise", "gaussian_noise", "glass_blur"}
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    base = rng.integers(40, 216, (40, 48, 3)).astype(np.uint8)
+    base[10:30, 12:36] = (200, 60, 40)
+    return base
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_corruption_runs_and_is_seeded(image, name):
+    np.random.seed(123)
+    state = np.random.get_state()[1].copy()
+    a = corrupt(image, name, 5, seed=1)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # caller's RNG restored
+    assert a.shape == image.shape and a.dtype == np.uint8
+    assert not np.array_equal(a, image)
+    np.testing.assert_array_equal(corrupt(image, name, 5, seed=1), a)
+    b = corrupt(image, name, 5, seed=2)
+    assert (not np.array_equal(a, b)) == (name in NOISY)
+
+
+def test_glass_blur_matches_published(image, monkeypatch):
+    """The released function, unchanged except that its `gaussian(..., multichannel=True)`
+    (rejected by scikit-image >= 0.19) is routed to channel_axis=-1."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import imagecorruptions.corruptions as published
+    from skimage.filters import gaussian
+
+    def old_gaussian(x, sigma, multichannel=False, **kw):
+        return gaussian(x, sigma=sigma, channel_axis=-1 if multichannel else None, **kw)
+
+    monkeypatch.setattr(published, "gaussian", old_gaussian)
+    for severity in (1, 2, 3, 4, 5):
+        np.random.seed(severity)
+        expected = published.glass_blur(Image.fromarray(image), severity)
+        np.random.seed(severity)
+        np.testing.assert_array_equal(glass_blur(Image.fromarray(image), severity), expected)
+
+
+def test_impulse_noise_amount(image):
+    out = corrupt(np.full((64, 64, 3), 128, np.uint8), "impulse_noise", 5, seed=0)
+    assert np.mean(out != 128) == pytest.approx(0.27, abs=0.03)  # imagecorruptions' amount
+
+
+def test_corrupt_rejects_bad_input(image):
+    with pytest.raises(ValueError, match="spatter, contrast.*glass_blur"):
+        corrupt(image, "fog", 5, 0)
+    with pytest.raises(ValueError, match="1, 2, 3, 4, 5"):
+        corrupt(image, "contrast", 6, 0)
+
+
+def test_derive_seed_is_stable():
+    assert harness.derive_seed(0, "img_0", "clean", "proj_S") == 1853641509
+    assert harness.derive_seed(1, "img_0", "clean", "proj_S") != 1853641509
+    assert 0 <= harness.derive_seed(7, "a", "b") < 2**31
+
+
+# ---------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    write_scenes(root, seed=0, n=2, size=(64, 80))
+    return root
+
+
+def small_run(data, out, **kw):
+    kw = {"dataset": "convexitydb", "data": str(data), "model": "grabcut",
+          "corruptions": ["spatter", "gaussian_noise"], "out": out,
+          "projector": ConvexProjector(steps=50, grid=32), "progress": False, **kw}
+    return harness.run(**kw)
+
+
+def test_end_to_end(data, tmp_path):
+    paths = small_run(data, tmp_path / "rep")
+    df = pd.read_csv(paths["csv"])
+    assert len(df) == 2 * 3 * 4
+    assert {"image", "condition", "method", "iou", "seed", "model", "checkpoint"} <= set(df.columns)
+    assert set(df["condition"]) == {"clean", "spatter", "gaussian_noise"}
+    assert df["iou"].between(0, 1).all() and (df["model"] == "grabcut").all()
+    text = paths["markdown"].read_text()
+    assert "| Method | Clean | Spatter | Gaussian |" in text
+    assert "| proj_S(GrabCut) |" in text and "Δ proj_S − raw" in text
+    assert "| *paper: SAM* | 0.728 | 0.563 | 0.625 |" in text
+    assert "checkpoint: none" in text and "imagecorruptions 1.1.2" in text
+    for key in ("bars", "deltas", "grid"):
+        with Image.open(paths[key]) as im:
+            assert im.size[0] > 300
+    assert json.loads(paths["meta"].read_text())["items"] == 6
+
+
+def test_resume_after_interrupt_gives_same_table(data, tmp_path):
+    reference = pd.read_csv(small_run(data, tmp_path / "ref")["csv"])
+
+    class Stop(Exception):
+        pass
+
+    done = []
+
+    def stop_after_two(record):
+        done.append(record)
+        if len(done) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        small_run(data, tmp_path / "rep", on_item=stop_after_two)
+    resumed = []
+    paths = small_run(data, tmp_path / "rep", on_item=resumed.append)
+    assert len(resumed) == 6 - 2  # only the missing items were computed
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), reference)
+    fresh = []
+    small_run(data, tmp_path / "rep", on_item=fresh.append, fresh=True)
+    assert len(fresh) == 6
+
+
+def test_bad_arguments(data, tmp_path, capsys):
+    with pytest.raises(ValueError, match="1, 2, 3, 4, 5"):
+        small_run(data, tmp_path, severity=0)
+    with pytest.raises(ValueError, match="valid: spatter, contrast"):
+        small_run(data, tmp_path, corruptions=["fog"])
+    with pytest.raises(SystemExit):
+        harness.main(["--severity", "6"])
+    assert "1, 2, 3, 4, 5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        harness.main(["--corruptions", "spatter,snow"])
+    assert "snow" in capsys.readouterr().err
+    assert harness.main(["--dataset", "convexitydb", "--data", str(tmp_path / "none"),
+                         "--model", "grabcut", "--out", str(tmp_path)]) == 2
+    assert "user_scribbles/scribbleMask_<i>.png" in capsys.readouterr().err
+
+
+class EmptyPredictor:
+    """Predicts nothing: logits -5 everywhere."""
+
+    def set_image(self, image):
+        self.shape = image.shape[:2]
+
+    def predict(self, **kw):
+        logits = np.full((1, *self.shape), -5.0, np.float32)
+        return logits, np.zeros(1, np.float32), logits
+
+
+def test_empty_prediction_and_empty_gt_are_counted():
+    model = harness.Model("empty", "Empty", "predicts nothing", "none", lambda s: EmptyPredictor())
+    image = np.full((40, 48, 3), 90, np.uint8)
+    gt = np.zeros((40, 48), bool)
+    gt[10:20, 10:20] = True
+    proj = ConvexProjector(steps=5, grid=16)
+    prompt = {"point_coords": np.array([[15.0, 15.0]]), "point_labels": np.array([1]), "box": None}
+    record, masks = harness.evaluate_item(Sample("a", image, gt, None), "contrast", 5, 0, model,
+                                          prompt, proj)
+    assert record["iou"] == {m: 0.0 for m in harness.METHODS}
+    empty_gt = Sample("b", image, np.zeros_like(gt), None)
+    no_prompt = {"point_coords": None, "point_labels": None, "box": None}
+    record, _ = harness.evaluate_item(empty_gt, "clean", 5, 0, model, no_prompt, proj)
+    assert record["iou"] == {m: 1.0 for m in harness.METHODS}
+
+
+def test_sam_path_feeds_full_resolution_logits():
+    """segment_anything's SamPredictor (a tiny random SAM) behind the harness: the prompt
+    dict is accepted and proj_S sees (H, W) logits of the original image size."""
+    from tiny_sam import tiny_sam
+
+    model = harness.sam_model(tiny_sam(), "tiny")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 72, 3), dtype=np.uint8)
+    gt = np.zeros((48, 72), bool)
+    gt[10:30, 20:50] = True
+    s = Sample("t", image, gt, None)
+    prompt = make_prompt(s, "points+box", 2)
+    record, masks = harness.evaluate_item(s, "shot_noise", 5, 0, model, prompt,
+                                          ConvexProjector(steps=5, grid=16))
+    assert all(m.shape == gt.shape and m.dtype == bool for m in masks.values())
+    assert all(0.0 <= v <= 1.0 for v in record["iou"].values())
+    assert record["area"]["raw"] > 0  # logit_scale makes the random SAM confident
