@@ -318,7 +318,7 @@ class GrabCutPredictor:
         if not np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).any():
             fg = np.zeros((h, w), bool)
         else:
-            cv2.setRNGSeed(self.seed)
+            cv2.setRNGSeed(self.seed % 2**31)  # OpenCV takes a signed 32-bit int
             bgd_model = np.zeros((1, 65), np.float64)
             fgd_model = np.zeros((1, 65), np.float64)
             cv2.grabCut(self.image, seeds, None, bgd_model, fgd_model, self.iterations,

@@ -176,9 +176,7 @@ class SamConvexPredictor:
     def _project(self, sam_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """One batched fit of (N, H, W) full-resolution SAM logits (padding already
         removed by postprocess_masks); returns (N, H, W) bool masks and float32 -G."""
-        # Autograd must be on for the fit even when called under SamPredictor's no_grad.
-        with torch.enable_grad():
-            fit = self.projector.fit(sam_logits.float(), logits=True)
+        fit = self.projector.fit(sam_logits.float(), logits=True)
         self.last_fit, self.last_sam_logits = fit, sam_logits
         return fit.masks, fit.logits
 

@@ -32,6 +32,7 @@ from sam_convex.icnn import ICNN
 
 # Logit assigned outside a mask's fit window, where the projection is background.
 OUTSIDE_LOGIT = -30.0
+WARMUP = 5  # Adam's first steps are full-size sign steps: ramp the rate up
 
 
 def as_probabilities(targets, logits: bool = False) -> torch.Tensor:
@@ -215,14 +216,16 @@ class ConvexProjector:
         pos_weight: weight of foreground pixels in the loss relative to background
             (1.0 is the paper's unweighted distance).
         sharpness: initial slope of G at the ellipse boundary.
-        tol: stop early when the summed loss improves by less than this fraction over
-            `patience` steps (0 disables early stopping).
+        tol: stop a stage early when the summed loss improves by less than this fraction
+            over `patience` steps (0 disables early stopping).
+        fine_steps: the last `fine_steps` steps run on the grid x grid lattice, the ones
+            before on a lattice of half the size (cheaper); None: all on the full grid.
     """
 
-    def __init__(self, grid: int = 64, width: int = 32, depth: int = 2, steps: int = 200,
-                 lr: float = 0.02, seed: int = 0, device: str | torch.device | None = None,
-                 pos_weight: float = 1.0, sharpness: float = 6.0, tol: float = 0.0,
-                 patience: int = 20) -> None:
+    def __init__(self, grid: int = 64, width: int = 24, depth: int = 2, steps: int = 120,
+                 lr: float = 0.04, seed: int = 0, device: str | torch.device | None = None,
+                 pos_weight: float = 1.0, sharpness: float = 15.0, tol: float = 0.0,
+                 patience: int = 20, fine_steps: int | None = 30) -> None:
         for name, value in (("grid", grid), ("width", width), ("depth", depth), ("steps", steps)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -235,10 +238,14 @@ class ConvexProjector:
         self.lr, self.seed, self.device = float(lr), int(seed), device
         self.pos_weight, self.sharpness = float(pos_weight), float(sharpness)
         self.tol, self.patience = float(tol), int(patience)
+        self.fine_steps = self.steps if fine_steps is None else int(fine_steps)
+        if self.fine_steps < 1:
+            raise ValueError(f"fine_steps must be >= 1, got {fine_steps!r}")
 
     def __repr__(self) -> str:
         return (f"ConvexProjector(grid={self.grid}, width={self.width}, depth={self.depth}, "
-                f"steps={self.steps}, lr={self.lr}, seed={self.seed}, tol={self.tol})")
+                f"steps={self.steps}, fine_steps={self.fine_steps}, lr={self.lr}, "
+                f"sharpness={self.sharpness}, seed={self.seed}, tol={self.tol})")
 
     def __call__(self, targets, logits: bool = False):
         """Project masks; returns bool masks of the input's shape and kind.
@@ -268,38 +275,58 @@ class ConvexProjector:
         fg_all = (probs > 0.5).flatten(1).all(dim=1)
 
         # Area-sample each window onto the grid (one batched call for all masks).
-        g = self.grid
         rois = torch.cat([torch.arange(n, device=device, dtype=torch.float32)[:, None], windows], 1)
-        target = roi_align(probs[:, None], rois, (g, g), spatial_scale=1.0,
-                           sampling_ratio=-1, aligned=True).reshape(n, g * g).clamp(0, 1)
-        coords = grid_coords(g, g, device)
-        weight = 1.0 + (self.pos_weight - 1.0) * target
-
+        fine = self._lattice(probs, rois, self.grid)
         gen = torch.Generator().manual_seed(self.seed)
         net = ICNN(n, self.width, self.depth).to(device)
-        mean, cov = _moments(target, coords, g)
-        net.init_from_moments(mean, cov, self.sharpness, generator=gen)
+        net.init_from_moments(*_moments(fine[0], fine[1], self.grid), self.sharpness, generator=gen)
 
-        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
-        history: list[float] = []
-        step = 0
-        for step in range(1, self.steps + 1):
-            opt.zero_grad(set_to_none=True)
-            per_mask = (weight * (torch.sigmoid(-net(coords)) - target) ** 2).mean(dim=1)
-            total = per_mask.sum()
-            total.backward()
-            opt.step()
-            net.clamp_()
-            if self.tol > 0:
-                history.append(float(total))
-                if (len(history) > self.patience
-                        and history[-self.patience - 1] - history[-1]
-                        < self.tol * history[-self.patience - 1]):
-                    break
+        # Coarse-to-fine: the first steps - fine_steps steps on a lattice of half the size
+        # (a quarter of the points), where the shape is found; the rest refine its edge.
+        coarse_steps = max(0, self.steps - self.fine_steps)
+        stages = [(fine, self.steps - coarse_steps)]
+        if coarse_steps and self.grid >= 4:
+            stages.insert(0, (self._lattice(probs, rois, self.grid // 2), coarse_steps))
+        # Pocket: the iterate with the lowest hard distance sum (p - [G <= 0])^2 on the fine
+        # lattice (the moment-ellipse start included) is the one returned, so a step size
+        # that suits most masks cannot make a rare one worse than where it started.
+        fine_target, fine_coords, fine_weight = fine
+        best = [p.detach().clone() for p in net.parameters()]
         with torch.no_grad():
+            best_distance = _hard_distance(net(fine_coords), fine_target, fine_weight)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
+        step = 0
+        with torch.enable_grad():  # callers such as SamPredictor run under no_grad
+            for (target, coords, weight), stage_steps in stages:
+                history: list[float] = []
+                for _ in range(stage_steps):
+                    step += 1
+                    opt.zero_grad(set_to_none=True)
+                    g = net(coords)
+                    if target is fine_target:
+                        distance = _hard_distance(g.detach(), target, weight)
+                        _keep_better(best, best_distance, net, distance)
+                    err = (torch.sigmoid(-g) - target) ** 2
+                    total = (err if weight is None else weight * err).mean(dim=1).sum()
+                    total.backward()
+                    opt.step()
+                    warmup.step()
+                    net.clamp_()
+                    if self.tol > 0:
+                        history.append(float(total))
+                        if (len(history) > self.patience
+                                and history[-self.patience - 1] - history[-1]
+                                < self.tol * history[-self.patience - 1]):
+                            break
+        with torch.no_grad():
+            _keep_better(best, best_distance, net,
+                         _hard_distance(net(fine_coords), fine_target, fine_weight))
+            for p, b in zip(net.parameters(), best):
+                p.copy_(b)
             _set_constant(net, ~fg_any, self.sharpness)  # nothing above 0.5: empty set
             _set_constant(net, fg_all, -self.sharpness)  # everything above 0.5: full set
-            losses = (weight * (torch.sigmoid(-net(coords)) - target) ** 2).mean(dim=1)
+            losses = _fit_loss(net, *fine)
         assert net.satisfies_constraint()
         logits_full = render_logits(net, windows, (h, w), h, w)
         return ConvexFit(
@@ -307,6 +334,44 @@ class ConvexProjector:
             losses=losses.cpu().numpy().astype(np.float32), windows=windows, net=net,
             image_size=(h, w), steps=step,
         )
+
+
+    def _lattice(self, probs: torch.Tensor, rois: torch.Tensor, g: int):
+        """Area-sample each window onto a g x g lattice (one batched call for all masks).
+
+        Returns:
+            target (N, g*g) probabilities, coords (g*g, 2), weight (N, g*g) or None.
+        """
+        n = probs.shape[0]
+        target = roi_align(probs[:, None], rois, (g, g), spatial_scale=1.0,
+                           sampling_ratio=-1, aligned=True).reshape(n, g * g).clamp(0, 1)
+        weight = None if self.pos_weight == 1.0 else 1.0 + (self.pos_weight - 1.0) * target
+        return target, grid_coords(g, g, probs.device), weight
+
+
+def _hard_distance(g: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None) -> torch.Tensor:
+    """(N,) mean (weighted) squared distance of the target to the mask {G <= 0}."""
+    err = ((g <= 0).float() - target) ** 2
+    return (err if weight is None else weight * err).mean(dim=1)
+
+
+@torch.no_grad()
+def _keep_better(best: list[torch.Tensor], best_distance: torch.Tensor, net: ICNN,
+                 distance: torch.Tensor) -> None:
+    """Copy the nets whose distance is <= their best so far into `best` (in place)."""
+    better = distance <= best_distance
+    if better.any():
+        best_distance[better] = distance[better]
+        for b, p in zip(best, net.parameters()):
+            b[..., better, :, :] = p.detach()[..., better, :, :]
+
+
+def _fit_loss(net: ICNN, target: torch.Tensor, coords: torch.Tensor,
+              weight: torch.Tensor | None) -> torch.Tensor:
+    """(N,) mean (weighted) squared error between sigmoid(-G) and the target."""
+    err = (torch.sigmoid(-net(coords)) - target) ** 2
+    return (err if weight is None else weight * err).mean(dim=1)
 
 
 def targets_dim(targets) -> int:

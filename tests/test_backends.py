@@ -222,3 +222,10 @@ def test_signed_distance_logits():
     assert sd[10, 15] > sd[5, 15] == 0.5 and sd[4, 15] == -0.5
     assert (backends.signed_distance(np.zeros((4, 4), bool)) < 0).all()
     assert (backends.signed_distance(np.ones((4, 4), bool)) > 0).all()
+
+
+def test_grabcut_accepts_seeds_beyond_32_bits(scene):
+    predictor = GrabCutPredictor(seed=2**40 + 5)
+    predictor.set_image(scene[0])
+    masks, _, _ = predictor.predict(box=np.array([50.0, 40.0, 180.0, 130.0]))
+    assert masks.shape == (1,) + scene[0].shape[:2] and masks.any()

@@ -154,3 +154,17 @@ def test_bad_targets_raise_clear_errors(bad, match):
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         ConvexProjector(**kwargs)
+
+
+def test_fit_works_under_no_grad():
+    with torch.no_grad():
+        out = ConvexProjector(seed=0, steps=60)(CONVEX["disk"])
+    assert iou(out, CONVEX["disk"]) >= 0.9
+
+
+def test_a_diverging_fit_falls_back_to_its_moment_ellipse_start():
+    target = CONVEX["ellipse"]
+    out = ConvexProjector(seed=0, lr=50.0, steps=30).fit(target)  # absurd step size
+    assert out.net.satisfies_constraint()
+    assert iou(out.masks[0].numpy(), target) >= 0.9
+    assert hull_gap(out.masks[0].numpy()) == 0
