@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torchvision.ops import roi_align
 
 from sam_convex.icnn import ICNN
@@ -279,7 +280,9 @@ class ConvexProjector:
         fine = self._lattice(probs, rois, self.grid)
         gen = torch.Generator().manual_seed(self.seed)
         net = ICNN(n, self.width, self.depth).to(device)
-        net.init_from_moments(*_moments(fine[0], fine[1], self.grid), self.sharpness, generator=gen)
+        start_weights = _largest_component(fine[0], self.grid)
+        net.init_from_moments(*_moments(start_weights, fine[1], self.grid), self.sharpness,
+                              generator=gen)
 
         # Coarse-to-fine: the first steps - fine_steps steps on a lattice of half the size
         # (a quarter of the points), where the shape is found; the rest refine its edge.
@@ -376,6 +379,25 @@ def _fit_loss(net: ICNN, target: torch.Tensor, coords: torch.Tensor,
 
 def targets_dim(targets) -> int:
     return targets.dim() if isinstance(targets, torch.Tensor) else np.ndim(targets)
+
+
+def _largest_component(target: torch.Tensor, grid: int) -> torch.Tensor:
+    """The target restricted to the largest 8-connected component of {p > 0.5} on the
+    lattice (unchanged where there is none), so stray islands do not drag the starting
+    ellipse away from the object.
+
+    Args:
+        target: (N, grid * grid) probabilities.
+    Returns:
+        (N, grid * grid) float, same device.
+    """
+    fg = (target > 0.5).reshape(-1, grid, grid).cpu().numpy()
+    keep = np.ones_like(fg)
+    for i, mask in enumerate(fg):
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        if count > 1:
+            keep[i] = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    return target * torch.from_numpy(keep.reshape(target.shape)).to(target.device)
 
 
 def _moments(target: torch.Tensor, coords: torch.Tensor, grid: int):
