@@ -31,6 +31,7 @@ from skimage.transform import resize
 from tqdm import tqdm
 
 from eval.datasets import load_dataset
+from eval.metrics import iou
 from sam_convex import ICNN, ConvexProjector
 from sam_convex.projection import grid_coords
 
@@ -97,11 +98,6 @@ def reference_fit(target: np.ndarray, steps: int = 2000, width: int = 130, lr: f
 def objective(target: np.ndarray, mask: np.ndarray) -> float:
     """Squared distance of the target to a convex mask, per pixel."""
     return float(((target - mask.astype(np.float32)) ** 2).mean())
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def timed(func, *args):

@@ -47,6 +47,7 @@ from tqdm import tqdm
 import sam_convex
 from eval.datasets import DATASETS, Sample, load_dataset
 from eval.features import resize_channels, semantic_features
+from eval.metrics import iou
 from eval.scribble_models import TrainConfig, train_pair
 from sam_convex.projection import ConvexProjector, grid_coords
 
@@ -110,12 +111,6 @@ def stack_inputs(groups: dict[str, np.ndarray], feature_set: str) -> np.ndarray:
     mean = x.mean(axis=(1, 2), keepdims=True)
     std = x.std(axis=(1, 2), keepdims=True)
     return (x - mean) / np.where(std > 1e-6, std, 1.0)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two bool masks; 1.0 when both are empty."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def upsample_logits(logits: np.ndarray, height: int, width: int) -> np.ndarray:

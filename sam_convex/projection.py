@@ -281,8 +281,8 @@ class ConvexProjector:
         gen = torch.Generator().manual_seed(self.seed)
         net = ICNN(n, self.width, self.depth).to(device)
         start_weights = _largest_component(fine[0], self.grid)
-        net.init_from_moments(*_moments(start_weights, fine[1], self.grid), self.sharpness,
-                              generator=gen)
+        net.init_from_moments(*moments(start_weights, fine[1], self.grid, self.grid),
+                              self.sharpness, generator=gen)
 
         # Coarse-to-fine: the first steps - fine_steps steps on a lattice of half the size
         # (a quarter of the points), where the shape is found; the rest refine its edge.
@@ -400,18 +400,25 @@ def _largest_component(target: torch.Tensor, grid: int) -> torch.Tensor:
     return target * torch.from_numpy(keep.reshape(target.shape)).to(target.device)
 
 
-def _moments(target: torch.Tensor, coords: torch.Tensor, grid: int):
-    """Weighted mean (N, 2) and covariance (N, 2, 2) of each target over the lattice,
-    regularised by one grid cell so lines and single pixels stay positive definite."""
-    mass = target.sum(dim=1, keepdim=True)
-    empty = mass.squeeze(1) <= 0
-    wts = torch.where(empty[:, None], torch.ones_like(target), target)
+def moments(weights: torch.Tensor, coords: torch.Tensor, rows: int, cols: int):
+    """Weighted mean and covariance of points on a rows x cols lattice over [-1, 1]^2.
+
+    One lattice cell of regularisation keeps lines and single pixels positive definite;
+    an all-zero weight row gets uniform weights (the whole window's ellipse).
+
+    Args:
+        weights: (N, rows * cols) non-negative float (e.g. probabilities).
+        coords: (rows * cols, 2) lattice coordinates (`grid_coords`).
+    Returns:
+        mean (N, 2) and covariance (N, 2, 2), as `ICNN.init_from_moments` takes them.
+    """
+    mass = weights.sum(dim=1, keepdim=True)
+    wts = torch.where(mass > 0, weights, torch.ones_like(weights))
     wts = wts / wts.sum(dim=1, keepdim=True)
     mean = wts @ coords  # (N, 2)
     centred = coords[None] - mean[:, None]  # (N, P, 2)
     cov = torch.einsum("np,npi,npj->nij", wts, centred, centred)
-    cell = (2.0 / grid) ** 2
-    cov = cov + cell * torch.eye(2, device=target.device)
+    cov = cov + (2.0 / rows) * (2.0 / cols) * torch.eye(2, device=weights.device)
     return mean, cov
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sam_convex.icnn import ICNN
-from sam_convex.projection import grid_coords
+from sam_convex.projection import grid_coords, moments
 
 
 class ConvexityRegularizer(nn.Module):
@@ -113,16 +113,7 @@ class ConvexityRegularizer(nn.Module):
             p: (N, H, W) or (H, W) float probabilities; not modified, no gradient.
         """
         target = self._on_lattice(self._as_batch(p).detach()).clamp(0, 1)
-        mass = target.sum(dim=1, keepdim=True)
-        # An empty map has no moments: use the uniform weights (whole-image ellipse).
-        wts = torch.where(mass > 0, target, torch.ones_like(target))
-        wts = wts / wts.sum(dim=1, keepdim=True)
-        mean = wts @ self.coords
-        centred = self.coords[None] - mean[:, None]
-        cov = torch.einsum("np,npi,npj->nij", wts, centred, centred)
-        # One lattice cell of regularisation keeps lines and points positive definite.
-        cell = (2.0 / self.lattice[0]) * (2.0 / self.lattice[1])
-        cov = cov + cell * torch.eye(2, device=cov.device)
+        mean, cov = moments(target, self.coords, *self.lattice)
         gen = torch.Generator().manual_seed(self.seed)
         self.icnn.init_from_moments(mean, cov, self.sharpness, generator=gen)
 
