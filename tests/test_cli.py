@@ -15,13 +15,6 @@ from test_backends import textured_scene
 from tiny_sam import tiny_sam
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def scene_file(tmp_path_factory):

@@ -22,14 +22,6 @@ PROMPTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The fits here are tiny (32x32 grid); extra threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def small_projector():
     return ConvexProjector(grid=32, steps=60)

@@ -8,14 +8,6 @@ from skimage.morphology import convex_hull_image
 from sam_convex import ConvexityRegularizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is fastest, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def c_shape(size: int = 40) -> np.ndarray:
     """(size, size) bool ring with a gap on the right: far from convex."""

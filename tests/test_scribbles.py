@@ -14,14 +14,6 @@ from eval.scribble_models import (TrainConfig, initial_shape, make_predictor, sc
 from eval.scribbles import downsample_scribbles, iou, main, stack_inputs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is fastest, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def generated_scene(h: int = 48, w: int = 64, seed: int = 0):
     """Noisy red ellipse on a noisy blue background with clear scribbles.
