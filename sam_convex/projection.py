@@ -14,8 +14,11 @@ How the fit is made cheap without changing what it computes:
 * **Coarse grid.** The target is area-sampled on a grid x grid lattice over the window
   (`torchvision.ops.roi_align`, all masks in one call); the net is evaluated at full
   resolution only at the end.
+* **Coarse-to-fine.** Most Adam steps run on a lattice of half the size.
 * **Moment initialisation.** Each net starts as a cone whose zero level set is the
-  target's moment ellipse (see `ICNN.init_from_moments`), so the optimiser only refines.
+  moment ellipse of the target's largest component (see `ICNN.init_from_moments`), so
+  the optimiser only refines; the iterate with the lowest hard distance on the lattice
+  (the start included) is the one returned.
 * **Batching.** N masks are N independent nets stacked in one `ICNN`, trained with one
   Adam loop on the sum of their losses; the nets do not interact, so a batched fit
   equals N single fits up to floating-point rounding.
@@ -148,11 +151,12 @@ class ConvexFit:
 
     Attributes:
         masks: (N, H, W) bool tensor, {G_n <= 0} inside each fit window.
-        probs: (N, H, W) float32 tensor, sigmoid(-G_n) (0 outside the window).
+        probs: (N, H, W) float32 tensor, sigmoid(-G_n) (~0 outside the window).
         logits: (N, H, W) float32 tensor, -G_n (OUTSIDE_LOGIT outside the window);
-            `logits > 0` is not used for the mask, `masks` is (G <= 0 includes G == 0).
-        losses: (N,) float32 numpy array, final fit loss per mask (mean squared error
-            between sigmoid(-G) and the target on the coarse grid).
+            `masks == (logits >= 0)` (G == 0 counts as foreground).
+        losses: (N,) float32 numpy array, fit loss per mask of the returned net (mean
+            squared error between sigmoid(-G) and the target on the grid lattice).
+        image_size: (H, W) of the fitted targets.
         windows: (N, 4) float32 tensor, fit windows (x0, y0, x1, y1) in pixels.
         net: the fitted `ICNN` batch (constraint satisfied), in window coordinates.
         steps: optimiser steps actually taken.
