@@ -314,8 +314,7 @@ class ConvexProjector:
                     if target is fine_target:
                         distance = _hard_distance(g.detach(), target, weight)
                         _keep_better(best, best_distance, net, distance)
-                    err = (torch.sigmoid(-g) - target) ** 2
-                    total = (err if weight is None else weight * err).mean(dim=1).sum()
+                    total = _weighted_mse(torch.sigmoid(-g), target, weight).sum()
                     total.backward()
                     opt.step()
                     warmup.step()
@@ -342,7 +341,6 @@ class ConvexProjector:
             image_size=(h, w), steps=step,
         )
 
-
     def _lattice(self, probs: torch.Tensor, rois: torch.Tensor, g: int):
         """Area-sample each window onto a g x g lattice (one batched call for all masks).
 
@@ -356,11 +354,29 @@ class ConvexProjector:
         return target, grid_coords(g, g, probs.device), weight
 
 
+def _weighted_mse(pred: torch.Tensor, target: torch.Tensor,
+                  weight: torch.Tensor | None) -> torch.Tensor:
+    """(N,) mean (weighted) squared difference of (N, P) predictions and targets."""
+    err = (pred - target) ** 2
+    return (err if weight is None else weight * err).mean(dim=1)
+
+
 def _hard_distance(g: torch.Tensor, target: torch.Tensor,
                    weight: torch.Tensor | None) -> torch.Tensor:
-    """(N,) mean (weighted) squared distance of the target to the mask {G <= 0}."""
-    err = ((g <= 0).float() - target) ** 2
-    return (err if weight is None else weight * err).mean(dim=1)
+    """(N,) distance of the target to the mask {G <= 0} (the objective proj_S solves)."""
+    return _weighted_mse((g <= 0).float(), target, weight)
+
+
+def _fit_loss(net: ICNN, target: torch.Tensor, coords: torch.Tensor,
+              weight: torch.Tensor | None) -> torch.Tensor:
+    """(N,) the fit's smooth surrogate: distance of the target to sigmoid(-G)."""
+    return _weighted_mse(torch.sigmoid(-net(coords)), target, weight)
+
+
+def _copy_nets(dst: list[torch.Tensor], src: list[torch.Tensor], which: torch.Tensor) -> None:
+    """Copy the selected nets' weights (dimension -3 indexes the net in every parameter)."""
+    for d, s in zip(dst, src):
+        d[..., which, :, :] = s[..., which, :, :]
 
 
 @torch.no_grad()
@@ -370,15 +386,7 @@ def _keep_better(best: list[torch.Tensor], best_distance: torch.Tensor, net: ICN
     better = distance <= best_distance
     if better.any():
         best_distance[better] = distance[better]
-        for b, p in zip(best, net.parameters()):
-            b[..., better, :, :] = p.detach()[..., better, :, :]
-
-
-def _fit_loss(net: ICNN, target: torch.Tensor, coords: torch.Tensor,
-              weight: torch.Tensor | None) -> torch.Tensor:
-    """(N,) mean (weighted) squared error between sigmoid(-G) and the target."""
-    err = (torch.sigmoid(-net(coords)) - target) ** 2
-    return (err if weight is None else weight * err).mean(dim=1)
+        _copy_nets(best, [p.detach() for p in net.parameters()], better)
 
 
 def targets_dim(targets) -> int:
@@ -430,8 +438,6 @@ def _set_constant(net: ICNN, which: torch.Tensor, value: float) -> None:
     """Make the selected nets the constant function G = value (a valid ICNN)."""
     if not which.any():
         return
-    for p in (net.w_x, net.b, net.w_z):
-        p[:, which] = 0
-    for p in (net.w_out_z, net.w_out_x):
-        p[which] = 0
+    for p in net.parameters():
+        p[..., which, :, :] = 0
     net.b_out[which] = value
