@@ -14,6 +14,7 @@ Targets are 256x256 soft masks like real predictor output: the embedded benchmar
 convex objects with bites, holes, islands and noisy edges (fixed seed).
 Writes reports/bench_projection.{md,json}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from eval.datasets import load_dataset
 from eval.metrics import iou
 from sam_convex import ICNN, ConvexProjector
-from sam_convex.projection import grid_coords
+from sam_convex.projection import grid_coords, squared_distance
 
 SIZE = 256
 # The long high-precision fit that objective ratios are measured against.
@@ -53,7 +54,7 @@ def bench_targets(count: int, seed: int = 0) -> np.ndarray:
         cy, cx = (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2
         half = max(np.ptp(rows), np.ptp(cols)) * rng.uniform(0.6, 0.9) + 4
         y0, x0 = int(max(0, cy - half)), int(max(0, cx - half))
-        crop = gt[y0:int(cy + half) + 1, x0:int(cx + half) + 1]
+        crop = gt[y0 : int(cy + half) + 1, x0 : int(cx + half) + 1]
         obj = resize(crop.astype(float), (SIZE, SIZE), order=0) > 0.5
         r_obj = np.sqrt(obj.sum() / np.pi)
         ys, xs = np.nonzero(obj)
@@ -75,8 +76,9 @@ def bench_targets(count: int, seed: int = 0) -> np.ndarray:
     return np.stack(targets).astype(np.float32)
 
 
-def reference_fit(target: np.ndarray, steps: int = 2000, width: int = 130, lr: float = 2e-3,
-                  seed: int = 0, device: str = "cpu") -> np.ndarray:
+def reference_fit(
+    target: np.ndarray, steps: int = 2000, width: int = 130, lr: float = 2e-3, seed: int = 0, device: str = "cpu"
+) -> np.ndarray:
     """The authors' procedure on one (H, W) target; returns the (H, W) bool mask."""
     torch.manual_seed(seed)
     h, w = target.shape
@@ -87,7 +89,7 @@ def reference_fit(target: np.ndarray, steps: int = 2000, width: int = 130, lr: f
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        loss = ((torch.sigmoid(-net(coords)) - p) ** 2).mean()
+        loss = squared_distance(torch.sigmoid(-net(coords)), p).sum()
         loss.backward()
         opt.step()
         net.clamp_()
@@ -96,8 +98,9 @@ def reference_fit(target: np.ndarray, steps: int = 2000, width: int = 130, lr: f
 
 
 def objective(target: np.ndarray, mask: np.ndarray) -> float:
-    """Squared distance of the target to a convex mask, per pixel."""
-    return float(((target - mask.astype(np.float32)) ** 2).mean())
+    """Squared distance of the (H, W) target to an (H, W) bool convex mask, per pixel."""
+    pred = torch.from_numpy(np.asarray(mask, np.float32)).reshape(1, -1)
+    return float(squared_distance(pred, torch.from_numpy(np.asarray(target, np.float32)).reshape(1, -1))[0])
 
 
 def timed(func, *args):
@@ -112,13 +115,26 @@ def as_mask_array(masks) -> np.ndarray:
     return masks.cpu().numpy() if isinstance(masks, torch.Tensor) else masks
 
 
-def run(masks: int, reference_masks: int, reference_steps: int, batch: int, repeats: int,
-        device: str, out: Path, seed: int, quick: bool, single_masks: int = 16) -> dict:
+def run(
+    masks: int,
+    reference_masks: int,
+    reference_steps: int,
+    batch: int,
+    repeats: int,
+    device: str,
+    out: Path,
+    seed: int,
+    quick: bool,
+    single_masks: int = 16,
+) -> dict:
     targets = bench_targets(masks, seed)
     on_device = torch.from_numpy(targets).to(device)
     projector = ConvexProjector(seed=seed, device=device)
-    print(f"{masks} targets of {SIZE}x{SIZE}; projector {projector}; device {device}; "
-          f"torch threads {torch.get_num_threads()}", file=sys.stderr)
+    print(
+        f"{masks} targets of {SIZE}x{SIZE}; projector {projector}; device {device}; "
+        f"torch threads {torch.get_num_threads()}",
+        file=sys.stderr,
+    )
 
     # Warm-up (allocator, kernels) so no path pays a one-off start-up cost.
     projector(on_device[:1])
@@ -144,7 +160,7 @@ def run(masks: int, reference_masks: int, reference_steps: int, batch: int, repe
         done = []
         start = time.perf_counter()
         for b0 in range(0, masks, batch):
-            done.append(as_mask_array(projector(on_device[b0:b0 + batch])))
+            done.append(as_mask_array(projector(on_device[b0 : b0 + batch])))
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         batch_rates.append(masks / (time.perf_counter() - start))
@@ -152,8 +168,9 @@ def run(masks: int, reference_masks: int, reference_steps: int, batch: int, repe
             batched = np.concatenate(done)
 
     long_fit = ConvexProjector(seed=seed, device=device, **LONG_FIT)
-    long_masks = np.concatenate([as_mask_array(long_fit(on_device[b0:b0 + batch]))
-                                 for b0 in tqdm(range(0, masks, batch), desc="long fit")])
+    long_masks = np.concatenate(
+        [as_mask_array(long_fit(on_device[b0 : b0 + batch])) for b0 in tqdm(range(0, masks, batch), desc="long fit")]
+    )
     long_obj = [objective(t, m) for t, m in zip(targets, long_masks)]
 
     def ratios(results):
@@ -181,7 +198,8 @@ def run(masks: int, reference_masks: int, reference_steps: int, batch: int, repe
         "speedup_single_vs_reference": statistics.median(reference_times) / statistics.median(single_times),
         "speedup_batched_vs_reference": statistics.median(reference_times) * statistics.median(batch_rates),
         "median_iou_to_reference": statistics.median(
-            [iou(s, r) for s, r in zip(single, reference)] + [iou(b, r) for b, r in zip(batched, reference)]),
+            [iou(s, r) for s, r in zip(single, reference)] + [iou(b, r) for b, r in zip(batched, reference)]
+        ),
         "single_iou_to_reference": [iou(s, r) for s, r in zip(single, reference)],
         "batched_iou_to_reference": [iou(b, r) for b, r in zip(batched, reference)],
         "objective_ratio": statistics.median(single_ratio + batched_ratio),
@@ -191,7 +209,9 @@ def run(masks: int, reference_masks: int, reference_steps: int, batch: int, repe
         "projector": repr(projector),
         "repeats": repeats,
         "seed": seed,
-        "device": torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu: {platform.processor() or platform.machine()}",
+        "device": torch.cuda.get_device_name()
+        if device.startswith("cuda")
+        else f"cpu: {platform.processor() or platform.machine()}",
         "threads": torch.get_num_threads(),
         "cpu_count": __import__("os").cpu_count(),
         "torch": torch.__version__,
@@ -221,7 +241,8 @@ def write_report(r: dict, out: Path) -> None:
         f"({r['reference_masks']} masks) | {r['reference_s_per_mask']:.1f} s "
         f"[{r['reference_s_per_mask_min']:.1f}, {r['reference_s_per_mask_max']:.1f}] | "
         f"{1 / r['reference_s_per_mask']:.4f} | 1x |",
-        f"| (b) `ConvexProjector()` one mask per call ({r['single_masks']} masks) | {r['single_s_per_mask'] * 1000:.0f} ms "
+        f"| (b) `ConvexProjector()` one mask per call ({r['single_masks']} masks) | "
+        f"{r['single_s_per_mask'] * 1000:.0f} ms "
         f"[{r['single_s_per_mask_min'] * 1000:.0f}, {r['single_s_per_mask_max'] * 1000:.0f}] | "
         f"{1 / r['single_s_per_mask']:.1f} | {r['speedup_single_vs_reference']:.0f}x |",
         f"| (c) `ConvexProjector()` {r['batch_size']} masks per call | "
@@ -245,16 +266,20 @@ def write_report(r: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_projection", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="development run: 8 masks, 1 reference mask of 200 steps, 1 repeat")
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.bench_projection",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="development run: 8 masks, 1 reference mask of 200 steps, 1 repeat"
+    )
     parser.add_argument("--masks", type=int, default=16, help="number of targets (default 16)")
-    parser.add_argument("--reference-masks", type=int, default=2,
-                        help="targets fitted with the reference procedure (default 2)")
+    parser.add_argument(
+        "--reference-masks", type=int, default=2, help="targets fitted with the reference procedure (default 2)"
+    )
     parser.add_argument("--reference-steps", type=int, default=2000)
-    parser.add_argument("--single-masks", type=int, default=16,
-                        help="targets timed one per call in (b) (default 16)")
+    parser.add_argument("--single-masks", type=int, default=16, help="targets timed one per call in (b) (default 16)")
     parser.add_argument("--batch", type=int, default=16, help="masks per batched call (default 16)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -274,12 +299,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda requested but torch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
-    r = run(args.masks, args.reference_masks, args.reference_steps, args.batch, args.repeats,
-            args.device, args.out, args.seed, args.quick, args.single_masks)
-    print(f"(a) reference {r['reference_s_per_mask']:.1f} s/mask; (b) single "
-          f"{r['single_s_per_mask'] * 1000:.0f} ms/mask; (c) batched {r['batched_masks_per_s']:.1f} "
-          f"masks/s; IoU to reference {r['median_iou_to_reference']:.4f}; objective ratio "
-          f"{r['objective_ratio']:.4f}; report in {args.out}/")
+    r = run(
+        args.masks,
+        args.reference_masks,
+        args.reference_steps,
+        args.batch,
+        args.repeats,
+        args.device,
+        args.out,
+        args.seed,
+        args.quick,
+        args.single_masks,
+    )
+    print(
+        f"(a) reference {r['reference_s_per_mask']:.1f} s/mask; (b) single "
+        f"{r['single_s_per_mask'] * 1000:.0f} ms/mask; (c) batched {r['batched_masks_per_s']:.1f} "
+        f"masks/s; IoU to reference {r['median_iou_to_reference']:.4f}; objective ratio "
+        f"{r['objective_ratio']:.4f}; report in {args.out}/"
+    )
     return 0
 
 

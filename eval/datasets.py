@@ -18,6 +18,7 @@ Datasets:
       <root>/masks/<name>.png            object = any non-zero value
       <root>/scribbles/<name>.png        optional, same three-level encoding as above
 """
+
 from __future__ import annotations
 
 import os
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from eval.scenes import ensure_scenes
 
 DATASETS = ("scenes", "convexitydb", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -63,22 +66,15 @@ class Sample:
     scribbles: np.ndarray | None
 
 
-def default_cache_dir() -> Path:
-    """`.cache/` of the source checkout when run from one, else ~/.cache/sam-convex."""
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / "pyproject.toml").exists():
-        return repo / ".cache"
-    return Path.home() / ".cache" / "sam-convex"
-
-
-def load_dataset(dataset: str = "scenes", root: str | os.PathLike | None = None,
-                 limit: int | None = None, seed: int = 0) -> list[Sample]:
+def load_dataset(
+    dataset: str = "scenes", root: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0
+) -> list[Sample]:
     """Load a benchmark.
 
     Args:
         dataset: "scenes" (embedded, generated), "convexitydb" or "folder".
         root: dataset directory (required for convexitydb/folder); for "scenes", where
-            to cache the generated images (default: `default_cache_dir()`/scenes-v1-seed<seed>).
+            to cache the generated images (default: see `eval.scenes.ensure_scenes`).
         limit: keep only the first `limit` samples (in index/name order).
         seed: generation seed of "scenes"; ignored by the other datasets.
     Returns:
@@ -92,14 +88,11 @@ def load_dataset(dataset: str = "scenes", root: str | os.PathLike | None = None,
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     if dataset == "scenes":
-        from eval.scenes import ensure_scenes
-
         root = ensure_scenes(root, seed=seed)
         return load_convexitydb(root, limit)
     if root is None:
         layout = CONVEXITYDB_LAYOUT if dataset == "convexitydb" else FOLDER_LAYOUT
-        raise FileNotFoundError(
-            f"dataset {dataset!r} needs a root directory (--data ROOT) laid out as:\n{layout}")
+        raise FileNotFoundError(f"dataset {dataset!r} needs a root directory (--data ROOT) laid out as:\n{layout}")
     if dataset == "convexitydb":
         return load_convexitydb(root, limit)
     return load_folder(root, limit)
@@ -112,21 +105,20 @@ def load_convexitydb(root: str | os.PathLike, limit: int | None = None) -> list[
     missing = [str(d) for d in dirs.values() if not d.is_dir()]
     if missing:
         raise FileNotFoundError(
-            f"missing {', '.join(missing)}; the convexity dataset must be laid out as:\n"
-            f"{CONVEXITYDB_LAYOUT}")
+            f"missing {', '.join(missing)}; the convexity dataset must be laid out as:\n{CONVEXITYDB_LAYOUT}"
+        )
     images = _indexed(dirs["img"], "img")
     if not images:
-        raise FileNotFoundError(
-            f"no img_<i>.png files in {dirs['img']}; expected layout:\n{CONVEXITYDB_LAYOUT}")
+        raise FileNotFoundError(f"no img_<i>.png files in {dirs['img']}; expected layout:\n{CONVEXITYDB_LAYOUT}")
     gts, scribbles = _indexed(dirs["ground_truth"], "GT"), _indexed(dirs["user_scribbles"], "scribbleMask")
     indices = sorted(images)[:limit]
     for i in indices:
-        for files, what in ((gts, f"ground_truth/GT_{i}.png"),
-                            (scribbles, f"user_scribbles/scribbleMask_{i}.png")):
+        for files, what in ((gts, f"ground_truth/GT_{i}.png"), (scribbles, f"user_scribbles/scribbleMask_{i}.png")):
             if i not in files:
                 raise FileNotFoundError(
                     f"{root / what} is missing (image {images[i].name} has no partner); "
-                    f"expected layout:\n{CONVEXITYDB_LAYOUT}")
+                    f"expected layout:\n{CONVEXITYDB_LAYOUT}"
+                )
     samples = []
     for i in indices:
         image = read_rgb(images[i])
@@ -144,8 +136,7 @@ def load_folder(root: str | os.PathLike, limit: int | None = None) -> list[Sampl
     images_dir, masks_dir, scribbles_dir = root / "images", root / "masks", root / "scribbles"
     missing = [str(d) for d in (images_dir, masks_dir) if not d.is_dir()]
     if missing:
-        raise FileNotFoundError(
-            f"missing {', '.join(missing)}; a folder dataset must be laid out as:\n{FOLDER_LAYOUT}")
+        raise FileNotFoundError(f"missing {', '.join(missing)}; a folder dataset must be laid out as:\n{FOLDER_LAYOUT}")
     images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"no images in {images_dir}; expected layout:\n{FOLDER_LAYOUT}")
@@ -158,8 +149,8 @@ def load_folder(root: str | os.PathLike, limit: int | None = None) -> list[Sampl
         mask_path = _partner(masks_dir, path.stem)
         if mask_path is None:
             raise FileNotFoundError(
-                f"no mask {masks_dir / path.stem}.png for image {path}; expected layout:\n"
-                f"{FOLDER_LAYOUT}")
+                f"no mask {masks_dir / path.stem}.png for image {path}; expected layout:\n{FOLDER_LAYOUT}"
+            )
         image, gt = read_rgb(path), read_grey(mask_path) > 0
         check_sizes(image, gt, mask_path)
         scrib_path = _partner(scribbles_dir, path.stem) if scribbles_dir.is_dir() else None
@@ -202,10 +193,13 @@ def read_scribbles(path: Path) -> np.ndarray:
     if len(levels) > 3:
         raise ValueError(
             f"{path}: a scribble mask needs three grey levels (unlabelled < background < "
-            f"foreground), found {len(levels)}: {levels[:8].tolist()}...")
-    warnings.warn(f"{path}: {len(levels)} grey level(s) {levels.tolist()}, not 3; "
-                  "reading < 64 as unlabelled, < 192 as background, else foreground",
-                  stacklevel=2)
+            f"foreground), found {len(levels)}: {levels[:8].tolist()}..."
+        )
+    warnings.warn(
+        f"{path}: {len(levels)} grey level(s) {levels.tolist()}, not 3; "
+        "reading < 64 as unlabelled, < 192 as background, else foreground",
+        stacklevel=2,
+    )
     return np.digitize(grey, [64, 192]).astype(np.uint8)
 
 
@@ -214,7 +208,8 @@ def check_sizes(image: np.ndarray, mask: np.ndarray, path: Path) -> None:
     if mask.shape != image.shape[:2]:
         raise ValueError(
             f"{path}: size {mask.shape[1]}x{mask.shape[0]} (WxH) does not match its image "
-            f"({image.shape[1]}x{image.shape[0]})")
+            f"({image.shape[1]}x{image.shape[0]})"
+        )
 
 
 def _indexed(directory: Path, prefix: str) -> dict[int, Path]:

@@ -3,6 +3,7 @@
 IoU convention: |P & G| / |P | G|, and 1.0 when both P and G are empty (nothing to find,
 nothing found). An empty prediction of a non-empty object scores 0.0.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.logical_and(pred, gt).sum() / union)
 
 
-def bootstrap_ci(values: np.ndarray, seed: int = 0, confidence: float = 0.95,
-                 n_resamples: int = 10_000) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, seed: int = 0, confidence: float = 0.95, n_resamples: int = 10_000
+) -> tuple[float, float]:
     """Bootstrap confidence interval of the mean of `values` (scipy.stats.bootstrap, BCa,
     falling back to the percentile method where BCa is undefined). A single value or
     identical values give the degenerate interval (mean, mean)."""
@@ -34,9 +36,14 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, confidence: float = 0.95,
     if len(values) < 2 or np.ptp(values) == 0:
         return float(values.mean()), float(values.mean())
     for method in ("BCa", "percentile"):
-        res = stats.bootstrap((values,), np.mean, confidence_level=confidence,
-                              n_resamples=n_resamples, method=method,
-                              rng=np.random.default_rng(seed))
+        res = stats.bootstrap(
+            (values,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=n_resamples,
+            method=method,
+            rng=np.random.default_rng(seed),
+        )
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if np.isfinite(lo) and np.isfinite(hi):
             return lo, hi
@@ -56,8 +63,7 @@ def mean_table(df: pd.DataFrame, methods: list[str], conditions: list[str]) -> p
     return table.reindex(index=methods, columns=conditions)
 
 
-def paired_delta(df: pd.DataFrame, method: str, baseline: str, conditions: list[str],
-                 seed: int = 0) -> pd.DataFrame:
+def paired_delta(df: pd.DataFrame, method: str, baseline: str, conditions: list[str], seed: int = 0) -> pd.DataFrame:
     """Per condition, IoU(method) - IoU(baseline) paired by image.
 
     Args:
@@ -68,8 +74,7 @@ def paired_delta(df: pd.DataFrame, method: str, baseline: str, conditions: list[
     """
     rows = []
     for cond in conditions:
-        sub = df[df["condition"] == cond].pivot_table(index="image", columns="method",
-                                                      values="iou", aggfunc="first")
+        sub = df[df["condition"] == cond].pivot_table(index="image", columns="method", values="iou", aggfunc="first")
         if method not in sub or baseline not in sub:
             rows.append({"condition": cond, "n": 0})
             continue
@@ -78,7 +83,17 @@ def paired_delta(df: pd.DataFrame, method: str, baseline: str, conditions: list[
             rows.append({"condition": cond, "n": 0})
             continue
         lo, hi = bootstrap_ci(delta, seed=seed)
-        w, t, l = wins_ties_losses(delta)
-        rows.append({"condition": cond, "n": len(delta), "delta": float(delta.mean()),
-                     "lo": lo, "hi": hi, "wins": w, "ties": t, "losses": l})
+        wins, ties, losses = wins_ties_losses(delta)
+        rows.append(
+            {
+                "condition": cond,
+                "n": len(delta),
+                "delta": float(delta.mean()),
+                "lo": lo,
+                "hi": hi,
+                "wins": wins,
+                "ties": ties,
+                "losses": losses,
+            }
+        )
     return pd.DataFrame(rows).set_index("condition")

@@ -16,12 +16,11 @@ Written in the convexity dataset's layout (see `eval.datasets`), plus scenes.csv
 per scene: shape, photos, contrast, occluders, distractors), written last as the
 completion marker.
 """
+
 from __future__ import annotations
 
 import functools
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -34,11 +33,12 @@ from scipy.spatial import ConvexHull
 from skimage import draw
 from skimage.morphology import convex_hull_image
 
+from eval.runs import atomic_directory, default_cache_dir
+
 VERSION = "v2"
 NUM_SCENES = 50
-SIZE = (300, 400)
-COLOR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
-                "hubble_deep_field")
+IMAGE_SIZE = (300, 400)
+COLOR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 GREY_PHOTOS = ("coins", "camera", "grass", "gravel", "brick", "moon", "clock", "cell")
 PHOTOS = COLOR_PHOTOS + GREY_PHOTOS
 SHAPES = ("ellipse", "polygon", "rounded", "superellipse")
@@ -46,8 +46,9 @@ KINDS = ("plain", "occluders", "distractors", "occluders+distractors")
 SCRIBBLE_GREY = (0, 128, 255)  # unlabelled, background, foreground
 
 
-def ensure_scenes(root: str | os.PathLike | None = None, seed: int = 0, n: int = NUM_SCENES,
-                  size: tuple[int, int] = SIZE) -> Path:
+def ensure_scenes(
+    root: str | os.PathLike | None = None, seed: int = 0, n: int = NUM_SCENES, size: tuple[int, int] = IMAGE_SIZE
+) -> Path:
     """Generate the benchmark into `root` unless it is already there; return `root`.
 
     Args:
@@ -60,28 +61,16 @@ def ensure_scenes(root: str | os.PathLike | None = None, seed: int = 0, n: int =
     concurrent run never leaves a half-written benchmark behind.
     """
     if root is None:
-        from eval.datasets import default_cache_dir
-
-        suffix = "" if tuple(size) == SIZE else f"-{size[0]}x{size[1]}"
+        suffix = "" if tuple(size) == IMAGE_SIZE else f"-{size[0]}x{size[1]}"
         root = default_cache_dir() / f"scenes-{VERSION}-seed{seed}{suffix}"
     root = Path(root)
     if (root / "scenes.csv").exists():
         return root
     if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists but holds no complete benchmark (no scenes.csv); "
-                              "remove it or choose another directory")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        write_scenes(tmp, seed, n, size)
-        if root.exists():
-            root.rmdir()  # empty (checked above)
-        os.replace(tmp, root)
-    except OSError:
-        if not (root / "scenes.csv").exists():  # a concurrent run did not win either
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        raise FileExistsError(
+            f"{root} exists but holds no complete benchmark (no scenes.csv); remove it or choose another directory"
+        )
+    atomic_directory(root, lambda tmp: write_scenes(tmp, seed, n, size), done="scenes.csv")
     return root
 
 
@@ -93,15 +82,14 @@ def write_scenes(root: Path, seed: int, n: int, size: tuple[int, int]) -> None:
     for i in range(n):
         image, gt, scribbles, info = make_scene(seed, i, size)
         Image.fromarray(image).save(root / "img" / f"img_{i}.png")
-        Image.fromarray(np.where(gt, 255, 0).astype(np.uint8)).save(
-            root / "ground_truth" / f"GT_{i}.png")
+        Image.fromarray(np.where(gt, 255, 0).astype(np.uint8)).save(root / "ground_truth" / f"GT_{i}.png")
         grey = np.asarray(SCRIBBLE_GREY, dtype=np.uint8)[scribbles]
         Image.fromarray(grey).save(root / "user_scribbles" / f"scribbleMask_{i}.png")
         rows.append({"name": f"img_{i}", **info})
     pd.DataFrame(rows).to_csv(root / "scenes.csv", index=False)
 
 
-def make_scene(seed: int, index: int, size: tuple[int, int] = SIZE):
+def make_scene(seed: int, index: int, size: tuple[int, int] = IMAGE_SIZE):
     """One scene.
 
     Returns:
@@ -143,13 +131,19 @@ def make_scene(seed: int, index: int, size: tuple[int, int] = SIZE):
         image = draw_occluders(image, gt, occluders, rng, background)
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     scribbles = draw_scribbles(gt, angle, rng)
-    info = {"shape": shape, "background": str(bg_name), "texture": str(obj_name),
-            "contrast": round(contrast, 3), "occluders": occluders, "distractors": distractors,
-            "area_fraction": round(float(gt.mean()), 4)}
+    info = {
+        "shape": shape,
+        "background": str(bg_name),
+        "texture": str(obj_name),
+        "contrast": round(contrast, 3),
+        "occluders": occluders,
+        "distractors": distractors,
+        "area_fraction": round(float(gt.mean()), 4),
+    }
     return image, gt, scribbles, info
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name: str) -> np.ndarray:
     """A scikit-image sample photo as (H, W, 3) float64 in [0, 255] (grey replicated)."""
     img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
@@ -168,7 +162,7 @@ def texture(name: str, rng: np.random.Generator, size: tuple[int, int]) -> np.nd
     img = cv2.resize(img, new, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     y0 = int(rng.integers(0, img.shape[0] - h + 1))
     x0 = int(rng.integers(0, img.shape[1] - w + 1))
-    img = img[y0:y0 + h, x0:x0 + w]
+    img = img[y0 : y0 + h, x0 : x0 + w]
     if rng.random() < 0.5:
         img = img[:, ::-1]
     if name in GREY_PHOTOS:
@@ -215,8 +209,13 @@ def convex_object(shape: str, rng: np.random.Generator, size: tuple[int, int]):
             gt = np.abs(u / a) ** p + np.abs(v / b) ** p <= 1
         margin = max(2, round(0.02 * side))
         rows, cols = np.nonzero(gt)
-        if (gt.sum() < 0.004 * h * w or rows.min() < margin or cols.min() < margin
-                or rows.max() >= h - margin or cols.max() >= w - margin):
+        if (
+            gt.sum() < 0.004 * h * w
+            or rows.min() < margin
+            or cols.min() < margin
+            or rows.max() >= h - margin
+            or cols.max() >= w - margin
+        ):
             continue
         # The pixels whose centres lie in the convex hull of the drawn pixels' centres:
         # digitally convex, whatever rounding the drawing did.
@@ -224,8 +223,7 @@ def convex_object(shape: str, rng: np.random.Generator, size: tuple[int, int]):
     raise RuntimeError("could not place a convex object; image too small?")
 
 
-def distractor_blobs(gt: np.ndarray, radius: float, rng: np.random.Generator,
-                     size: tuple[int, int]) -> np.ndarray:
+def distractor_blobs(gt: np.ndarray, radius: float, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """1-2 look-alike blobs (an ellipse or a non-convex pair of ellipses) near, but not
     touching, the object: at least 4% of the image side away from it."""
     side = min(size)
@@ -242,9 +240,14 @@ def distractor_blobs(gt: np.ndarray, radius: float, rng: np.random.Generator,
             blob = np.zeros(size, bool)
             for _ in range(int(rng.integers(1, 3))):
                 oy, ox = rng.normal(scale=0.4 * r, size=2)
-                rr, cc = draw.ellipse(ys[j] + oy, xs[j] + ox, r * rng.uniform(0.5, 1),
-                                      r * rng.uniform(0.5, 1), shape=size,
-                                      rotation=rng.uniform(0, np.pi))
+                rr, cc = draw.ellipse(
+                    ys[j] + oy,
+                    xs[j] + ox,
+                    r * rng.uniform(0.5, 1),
+                    r * rng.uniform(0.5, 1),
+                    shape=size,
+                    rotation=rng.uniform(0, np.pi),
+                )
                 blob[rr, cc] = True
             if blob.any() and far[blob].min() > 0.04 * side:
                 blobs |= blob
@@ -252,8 +255,9 @@ def distractor_blobs(gt: np.ndarray, radius: float, rng: np.random.Generator,
     return blobs
 
 
-def draw_occluders(image: np.ndarray, gt: np.ndarray, count: int, rng: np.random.Generator,
-                   background: np.ndarray) -> np.ndarray:
+def draw_occluders(
+    image: np.ndarray, gt: np.ndarray, count: int, rng: np.random.Generator, background: np.ndarray
+) -> np.ndarray:
     """Paint `count` thin bars through random object pixels, across the whole image,
     coloured either with a solid colour or with the background texture."""
     h, w = gt.shape
@@ -302,8 +306,12 @@ def draw_scribbles(gt: np.ndarray, angle: float, rng: np.random.Generator) -> np
     rx = (cols.max() - cols.min()) / 2 + 0.12 * side
     start = rng.uniform(0, 2 * np.pi)
     arc = np.linspace(start, start + rng.uniform(np.pi, 1.7 * np.pi), 64)
-    bg = stroke((rows.max() + rows.min()) / 2 + ry * np.sin(arc),
-                (cols.max() + cols.min()) / 2 + rx * np.cos(arc), thick, gt.shape)
+    bg = stroke(
+        (rows.max() + rows.min()) / 2 + ry * np.sin(arc),
+        (cols.max() + cols.min()) / 2 + rx * np.cos(arc),
+        thick,
+        gt.shape,
+    )
     for _ in range(2):
         ys, xs = rng.uniform(0, h, 3), rng.uniform(0, w, 3)
         bg |= stroke(ys, xs, thick, gt.shape)
@@ -330,5 +338,5 @@ def stroke(ys: np.ndarray, xs: np.ndarray, thickness: int, size: tuple[int, int]
 
 
 def draw_disk(radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return yy ** 2 + xx ** 2 <= radius ** 2
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return yy**2 + xx**2 <= radius**2

@@ -1,6 +1,7 @@
 """Post-processing a user would try instead of proj_S. Same conventions as the
 projector: bool (H, W) or (N, H, W) masks in (probabilities are thresholded at 0.5),
 bool masks of the same shape out."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,14 +9,14 @@ from scipy import ndimage
 from segment_anything.utils.amg import remove_small_regions
 from skimage.morphology import convex_hull_image
 
-from sam_convex.projection import as_probabilities
+from sam_convex import validation
 
 
 def _per_mask(func):
     """Apply a (H, W) bool -> (H, W) bool function to (H, W) or (N, H, W) input."""
 
     def wrapper(masks, *args, **kwargs) -> np.ndarray:
-        binary = as_probabilities(masks).cpu().numpy() > 0.5
+        binary = validation.probabilities(masks).cpu().numpy() > 0.5
         if binary.ndim == 2:
             return func(binary, *args, **kwargs)
         return np.stack([func(m, *args, **kwargs) for m in binary])

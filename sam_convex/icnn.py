@@ -16,6 +16,7 @@ parameterisation linear, so the moment initialisation below is exact, zero weigh
 stay reachable, and `clamp_()` after every optimiser step makes the constraint hold
 exactly whenever the net is returned or evaluated.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,9 +24,14 @@ import math
 import torch
 from torch import nn
 
+from sam_convex import validation
+
 
 class ICNN(nn.Module):
     """A batch of N input-convex networks G_n : R^2 -> R.
+
+    Every parameter holds the net index at dimension -3, which is what `copy_nets_`
+    and `set_constant_` rely on.
 
     Args:
         num_nets: N, the number of independent networks.
@@ -35,10 +41,9 @@ class ICNN(nn.Module):
 
     def __init__(self, num_nets: int = 1, width: int = 32, depth: int = 2) -> None:
         super().__init__()
-        if num_nets < 1 or width < 1 or depth < 1:
-            raise ValueError(
-                f"ICNN needs num_nets, width and depth >= 1, got {num_nets}, {width}, {depth}"
-            )
+        num_nets = validation.integer("num_nets", num_nets, minimum=1)
+        width = validation.integer("width", width, minimum=1)
+        depth = validation.integer("depth", depth, minimum=1)
         self.num_nets, self.width, self.depth = num_nets, width, depth
         n, h = num_nets, width
         # Input weights (free): one (2 -> h) map per hidden layer plus one for the output.
@@ -65,7 +70,10 @@ class ICNN(nn.Module):
 
     @torch.no_grad()
     def init_from_moments(
-        self, mean: torch.Tensor, cov: torch.Tensor, sharpness: float = 6.0,
+        self,
+        mean: torch.Tensor,
+        cov: torch.Tensor,
+        sharpness: float,
         generator: torch.Generator | None = None,
     ) -> None:
         """Start each net as a polygonal cone whose zero level set is the moment ellipse.
@@ -80,22 +88,23 @@ class ICNN(nn.Module):
         Args:
             mean: (N, 2) float, centres in the nets' input coordinates.
             cov: (N, 2, 2) float, symmetric positive definite covariances.
+            sharpness: slope of G at the ellipse boundary (in units of v).
         """
         n, h, device = self.num_nets, self.width, self.w_x.device
         angles = 2 * math.pi * (torch.arange(h, device=device) + 0.5) / h
         directions = torch.stack([torch.cos(angles), torch.sin(angles)])  # (2, h)
         chol = torch.linalg.cholesky(cov.to(device))  # (N, 2, 2)
         # Rows of W = n_j^T L^-1 / 2  ->  W^T = L^-T n_j / 2, solved for all j at once.
-        w_first = torch.linalg.solve_triangular(
-            chol.transpose(1, 2), directions.expand(n, 2, h), upper=True
-        ) / 2  # (N, 2, h)
+        w_first = (
+            torch.linalg.solve_triangular(chol.transpose(1, 2), directions.expand(n, 2, h), upper=True) / 2
+        )  # (N, 2, h)
         b_first = -(mean.to(device).unsqueeze(1) @ w_first)  # (N, 1, h)
         self.w_x.zero_()
         self.b.zero_()
         self.w_x[0] = w_first
         self.b[0] = b_first
         eye = torch.eye(h, device=device).expand(self.depth - 1, n, h, h)
-        # The same perturbation for every net, so a batched fit equals N single fits.
+        # The same perturbation for every net: a batched fit starts where N single fits do.
         noise = torch.rand((self.depth - 1, 1, h, h), generator=generator).to(device)
         self.w_z.copy_(eye + noise * (0.01 / h))
         self.w_out_z.fill_(sharpness * math.pi / h)
@@ -111,22 +120,43 @@ class ICNN(nn.Module):
     def satisfies_constraint(self) -> bool:
         return bool((self.w_z >= 0).all() and (self.w_out_z >= 0).all())
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """Evaluate all N nets.
+    def forward(self, coords: torch.Tensor, nets: torch.Tensor | None = None) -> torch.Tensor:
+        """Evaluate the nets.
 
         Args:
-            coords: (N, P, 2) float, one point set per net, or (P, 2) shared by all nets.
+            coords: (M, P, 2) float, one point set per evaluated net, or (P, 2) shared.
+            nets: (M,) long indices of the nets to evaluate; None: all N (M = N).
         Returns:
-            (N, P) float, G_n evaluated at the points.
+            (M, P) float, G_n evaluated at the points.
         """
+        w_x, b, w_z = self.w_x, self.b, self.w_z
+        w_out_z, w_out_x, b_out = self.w_out_z, self.w_out_x, self.b_out
+        if nets is not None:
+            w_x, b, w_z = w_x[:, nets], b[:, nets], w_z[:, nets]
+            w_out_z, w_out_x, b_out = w_out_z[nets], w_out_x[nets], b_out[nets]
         if coords.dim() == 2:
-            coords = coords.unsqueeze(0).expand(self.num_nets, -1, -1)
-        z = torch.relu(torch.baddbmm(self.b[0], coords, self.w_x[0]))
+            coords = coords.unsqueeze(0).expand(w_out_z.shape[0], -1, -1)
+        z = torch.relu(torch.baddbmm(b[0], coords, w_x[0]))
         for i in range(1, self.depth):
-            pre = torch.baddbmm(self.b[i], coords, self.w_x[i])
-            z = torch.relu(torch.baddbmm(pre, z, self.w_z[i - 1]))
+            pre = torch.baddbmm(b[i], coords, w_x[i])
+            z = torch.relu(torch.baddbmm(pre, z, w_z[i - 1]))
         # Output as multiply-and-sum rather than bmm: a (P, h) x (h, 1) product is
         # dispatched to gemv for N == 1 and to gemm otherwise, which round differently
-        # and would make a batched fit differ from N single fits.
-        linear = (coords * self.w_out_x.transpose(1, 2)).sum(-1)
-        return (z * self.w_out_z.transpose(1, 2)).sum(-1) + linear + self.b_out.squeeze(-1)
+        # and would make a batched fit drift further from N single fits.
+        linear = (coords * w_out_x.transpose(1, 2)).sum(-1)
+        return (z * w_out_z.transpose(1, 2)).sum(-1) + linear + b_out.squeeze(-1)
+
+    @torch.no_grad()
+    def copy_nets_(self, source: ICNN, which: torch.Tensor) -> None:
+        """Overwrite the nets selected by the (N,) bool `which` with `source`'s nets."""
+        for dst, src in zip(self.parameters(), source.parameters()):
+            dst[..., which, :, :] = src[..., which, :, :]
+
+    @torch.no_grad()
+    def set_constant_(self, which: torch.Tensor, value: float) -> None:
+        """Make the nets selected by the (N,) bool `which` the constant G = value."""
+        if not which.any():
+            return
+        for p in self.parameters():
+            p[..., which, :, :] = 0
+        self.b_out[which] = value

@@ -14,17 +14,18 @@ original image. Fitting the raw 256x256 low-res logits instead would stretch the
 `ConvexProjector` make the fit cost independent of the image resolution; only the final
 rendering is per pixel.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
 
 import numpy as np
 import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
-from sam_convex.backends import check_image, load_sam
+from sam_convex import validation
+from sam_convex.loading import load_sam
 from sam_convex.projection import ConvexFit, ConvexProjector
 
 
@@ -40,7 +41,7 @@ class SamConvexPredictor:
     With `project=True`, `predict` / `predict_torch` return:
       * masks: the ICNN projection of each of SAM's masks, {G <= 0}, a convex set;
         with `return_logits=True`, the fitted -G at full resolution (float32; `>= 0`
-        is the mask, ConvexProjector.OUTSIDE_LOGIT far outside the object);
+        is the mask, `sam_convex.projection.OUTSIDE_LOGIT` far outside the object);
       * scores: SAM's own predicted IoUs, unchanged (they rate SAM's masks, not the
         projections);
       * low-res logits: SAM's own, unchanged, so they can still be fed back as
@@ -50,13 +51,13 @@ class SamConvexPredictor:
     the SAM logits it was fitted on in `last_sam_logits`.
     """
 
-    def __init__(self, sam_model: Sam, projector: ConvexProjector | None = None,
-                 project: bool = True) -> None:
+    def __init__(self, sam_model: Sam, projector: ConvexProjector | None = None, project: bool = True) -> None:
         # Duck-typed like SamPredictor, so SAM variants with their own Sam class work too.
         needed = ("image_encoder", "prompt_encoder", "mask_decoder", "postprocess_masks")
         if not all(hasattr(sam_model, name) for name in needed):
-            raise ValueError("sam_model must be a SAM model (segment_anything.modeling.Sam), "
-                             f"got {type(sam_model).__name__}")
+            raise ValueError(
+                f"sam_model must be a SAM model (segment_anything.modeling.Sam), got {type(sam_model).__name__}"
+            )
         self.sam_predictor = SamPredictor(sam_model)
         self.model = sam_model
         self.transform = self.sam_predictor.transform
@@ -66,10 +67,14 @@ class SamConvexPredictor:
         self.last_sam_logits: torch.Tensor | None = None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, model_type: str | None = None,
-                        device: str | torch.device | None = None,
-                        projector: ConvexProjector | None = None,
-                        project: bool = True) -> "SamConvexPredictor":
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        model_type: str | None = None,
+        device: str | torch.device | None = None,
+        projector: ConvexProjector | None = None,
+        project: bool = True,
+    ) -> SamConvexPredictor:
         """Load SAM with `load_sam(checkpoint, model_type, device)` and wrap it."""
         return cls(load_sam(checkpoint, model_type, device), projector, project)
 
@@ -77,11 +82,10 @@ class SamConvexPredictor:
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Compute the embedding of an (H, W, 3) uint8 image in RGB or BGR order."""
-        check_image(image, image_format)
+        validation.image(image, image_format)
         self.sam_predictor.set_image(image, image_format)
 
-    def set_torch_image(self, transformed_image: torch.Tensor,
-                        original_image_size: Tuple[int, ...]) -> None:
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
         """As SamPredictor.set_torch_image: a 1x3xHxW image already resized with
         `self.transform` (long side = model frame), and the (H, W) before resizing."""
         self.sam_predictor.set_torch_image(transformed_image, original_image_size)
@@ -103,23 +107,28 @@ class SamConvexPredictor:
         return self.sam_predictor.is_image_set
 
     @property
-    def features(self) -> Optional[torch.Tensor]:
+    def features(self) -> torch.Tensor | None:
         return self.sam_predictor.features
 
     @property
-    def original_size(self) -> Tuple[int, ...]:
+    def original_size(self) -> tuple[int, ...]:
         return self.sam_predictor.original_size
 
     @property
-    def input_size(self) -> Tuple[int, ...]:
+    def input_size(self) -> tuple[int, ...]:
         return self.sam_predictor.input_size
 
     # ---- prediction ------------------------------------------------------------------
 
-    def predict(self, point_coords: Optional[np.ndarray] = None,
-                point_labels: Optional[np.ndarray] = None, box: Optional[np.ndarray] = None,
-                mask_input: Optional[np.ndarray] = None, multimask_output: bool = True,
-                return_logits: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SamPredictor.predict, with convex masks.
 
         Args (as SamPredictor.predict, in original-image pixels):
@@ -136,21 +145,26 @@ class SamConvexPredictor:
         if point_coords is not None:
             _check_points(point_coords, point_labels, batched=False)
         if not self.project:
-            return self.sam_predictor.predict(point_coords, point_labels, box, mask_input,
-                                              multimask_output, return_logits)
+            return self.sam_predictor.predict(
+                point_coords, point_labels, box, mask_input, multimask_output, return_logits
+            )
         sam_logits, scores, low_res = self.sam_predictor.predict(
-            point_coords, point_labels, box, mask_input, multimask_output, return_logits=True)
+            point_coords, point_labels, box, mask_input, multimask_output, return_logits=True
+        )
         masks, logits = self._project(torch.from_numpy(sam_logits).to(self.device))
         out = logits if return_logits else masks
         return out.cpu().numpy(), scores, low_res
 
     @torch.no_grad()
-    def predict_torch(self, point_coords: Optional[torch.Tensor],
-                      point_labels: Optional[torch.Tensor],
-                      boxes: Optional[torch.Tensor] = None,
-                      mask_input: Optional[torch.Tensor] = None,
-                      multimask_output: bool = True, return_logits: bool = False
-                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SamPredictor.predict_torch, with convex masks.
 
         Prompts are batched tensors already in the model frame (`self.transform`):
@@ -164,16 +178,18 @@ class SamConvexPredictor:
         if point_coords is not None:
             _check_points(point_coords, point_labels, batched=True)
         if not self.project:
-            return self.sam_predictor.predict_torch(point_coords, point_labels, boxes,
-                                                    mask_input, multimask_output, return_logits)
+            return self.sam_predictor.predict_torch(
+                point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
+            )
         sam_logits, scores, low_res = self.sam_predictor.predict_torch(
-            point_coords, point_labels, boxes, mask_input, multimask_output, return_logits=True)
+            point_coords, point_labels, boxes, mask_input, multimask_output, return_logits=True
+        )
         b, c, h, w = sam_logits.shape
         masks, logits = self._project(sam_logits.reshape(b * c, h, w))
         out = logits if return_logits else masks
         return out.reshape(b, c, h, w), scores, low_res
 
-    def _project(self, sam_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _project(self, sam_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched fit of (N, H, W) full-resolution SAM logits (padding already
         removed by postprocess_masks); returns (N, H, W) bool masks and float32 -G."""
         fit = self.projector.fit(sam_logits.float(), logits=True)

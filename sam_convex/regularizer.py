@@ -9,66 +9,96 @@ differentiable in p (pulling the prediction towards a convex shape) and in nu (p
 the shape towards the prediction). Minimising it over nu alone is the projection of
 `sam_convex.projection`; adding it to a predictor's loss and optimising both learns the
 prediction and its convex approximation together (the paper's joint unification).
-`mask()` returns {G_nu <= 0}, a convex set whenever the weight constraint holds.
+`masks` is {G_nu <= 0}, a convex set whenever the weight constraint holds.
 
 Coordinates are those of `grid_coords`: pixel centres of the whole map mapped affinely
-to [-1, 1]^2, so the mask can be rendered at any resolution of the same image.
+to [-1, 1]^2, so the shape can be rendered at any resolution of the same image.
 """
+
 from __future__ import annotations
 
-import numbers
+import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sam_convex import validation
 from sam_convex.icnn import ICNN
-from sam_convex.projection import grid_coords, moments
+from sam_convex.projection import grid_coords, moments, squared_distance
+
+# Argument order of the 0.1 constructor, ConvexityRegularizer(height, width, num_maps,
+# width_hidden, depth, grid, sharpness, seed), still accepted with a DeprecationWarning.
+LEGACY_ORDER = ("width", "num_maps", "width_hidden", "depth", "grid", "sharpness", "seed")
 
 
 class ConvexityRegularizer(nn.Module):
-    """dist(p, S) for N probability maps of size (height, width), one ICNN per map.
+    """dist(p, S) for N probability maps of one size, one ICNN per map.
 
     Args:
-        height, width: size of the probability maps passed to `forward`.
+        image_size: (H, W) of the maps passed to `forward`.
         num_maps: N, maps per call (one independent ICNN each).
-        width_hidden, depth: ICNN hidden width and number of hidden layers.
+        width, depth: ICNN hidden width and number of hidden layers (as in
+            `ConvexProjector`).
         grid: the distance is measured on a lattice of at most grid x grid cells: a
             larger map is area-averaged onto it (differentiably) first. A step costs
-            time linear in the lattice size, while the convex shape is a coarse object:
-            64 keeps a step a few milliseconds on a CPU at any map size, and in the
-            scribble experiment (96 x 128 maps) the full grid was slower and no more
-            accurate. The mask is still rendered at any resolution. None: every pixel.
-        sharpness: slope of G at the boundary after `init_from`.
+            time linear in the lattice size while the convex shape is a coarse object,
+            so 64 keeps a step cheap at any map size; the shape is still rendered at
+            any resolution. None: every pixel.
+        sharpness: slope of G at the boundary after `init_from`. The default (6) is
+            softer than the projector's (15): in joint training the ICNN must keep
+            receiving gradient while the prediction it follows still moves, and a
+            sharp start saturates sigmoid(-G) away from the boundary.
         seed: seeds the ICNN's random start and `init_from`'s small perturbation.
 
     After every optimiser step that updates this module's parameters call
     `reg.clamp_()`: it restores the ICNN weight constraint (projected gradient
-    descent). `forward` and `mask` refuse to run on a net that violates it, because
+    descent). `forward` and `render` refuse to run on a net that violates it, because
     its sublevel sets would not be guaranteed convex.
+
+    The 0.1 signature `ConvexityRegularizer(height, width, ..., width_hidden=...)`,
+    where `width` was the image width, still works for this release and warns.
     """
 
-    def __init__(self, height: int, width: int, num_maps: int = 1, width_hidden: int = 32,
-                 depth: int = 2, grid: int | None = 64, sharpness: float = 6.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        image_size: tuple[int, int] | int | None = None,
+        *legacy_args: Any,
+        num_maps: int = 1,
+        width: int = 32,
+        depth: int = 2,
+        grid: int | None = 64,
+        sharpness: float = 6.0,
+        seed: int = 0,
+        height: int | None = None,
+        width_hidden: int | None = None,
+    ) -> None:
         super().__init__()
-        for name, value in (("height", height), ("width", width), ("num_maps", num_maps)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if grid is not None and (not isinstance(grid, numbers.Integral) or grid < 1):
-            raise ValueError(f"grid must be an integer >= 1 or None, got {grid!r}")
-        self.height, self.width, self.num_maps = int(height), int(width), int(num_maps)
-        self.sharpness, self.seed = float(sharpness), int(seed)
-        self.lattice = ((min(self.height, int(grid)), min(self.width, int(grid))) if grid
-                        else (self.height, self.width))
-        self.icnn = ICNN(self.num_maps, width_hidden, depth)
-        self.icnn.reset_random(torch.Generator().manual_seed(seed))
+        if isinstance(image_size, int) or height is not None or legacy_args or width_hidden is not None:
+            image_size, settings = _legacy_settings(image_size, legacy_args, height, width_hidden, locals())
+            num_maps, width, depth = settings["num_maps"], settings["width"], settings["depth"]
+            grid, sharpness, seed = settings["grid"], settings["sharpness"], settings["seed"]
+        if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
+            raise ValueError(f"image_size must be (H, W), got {image_size!r}")
+        self.height = validation.integer("image height", image_size[0], minimum=1)
+        self.width = validation.integer("image width", image_size[1], minimum=1)
+        self.num_maps = validation.integer("num_maps", num_maps, minimum=1)
+        grid = validation.integer("grid", grid, minimum=1, allow_none=True)
+        self.sharpness = validation.number("sharpness", sharpness, above=0)
+        self.seed = validation.integer("seed", seed)
+        self.lattice = (min(self.height, grid), min(self.width, grid)) if grid else (self.height, self.width)
+        self.icnn = ICNN(self.num_maps, width, depth)
+        self.icnn.reset_random(torch.Generator().manual_seed(self.seed))
         self.register_buffer("coords", grid_coords(*self.lattice), persistent=False)
 
-    def _as_batch(self, p: torch.Tensor) -> torch.Tensor:
-        """(H, W) or (N, H, W) -> (N, H, W) float, validated against the module's shape."""
-        if not isinstance(p, torch.Tensor):
-            raise ValueError(f"p must be a torch tensor, got {type(p).__name__}")
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def _as_batch(self, p: Any, logits: bool = False) -> torch.Tensor:
+        """(H, W) or (N, H, W) masks -> (N, H, W) float probabilities (graph kept)."""
+        p = validation.probabilities(p, logits=logits, keep_grad=True).to(self.coords.device)
         if p.dim() == 2:
             p = p.unsqueeze(0)
         expected = (self.num_maps, self.height, self.width)
@@ -77,7 +107,7 @@ class ConvexityRegularizer(nn.Module):
                 f"p must have shape {expected} (or {expected[1:]} when num_maps == 1), "
                 f"got {tuple(p.shape)}; build the regulariser with the map's size"
             )
-        return p.float()
+        return p
 
     def _check_constraint(self) -> None:
         if not self.icnn.satisfies_constraint():
@@ -92,27 +122,28 @@ class ConvexityRegularizer(nn.Module):
             p = F.adaptive_avg_pool2d(p.unsqueeze(1), self.lattice).squeeze(1)
         return p.flatten(1)
 
-    def forward(self, p: torch.Tensor) -> torch.Tensor:
+    def forward(self, p: Any, logits: bool = False) -> torch.Tensor:
         """dist(p, S): mean squared difference between p and sigmoid(-G) on the lattice.
 
         Args:
-            p: (N, H, W) or (H, W) float probabilities in [0, 1] (not logits).
+            p: (N, H, W) or (H, W) probabilities in [0, 1] (logits with `logits=True`,
+                or bool masks), torch tensor (the graph is kept) or numpy array.
         Returns:
             scalar float tensor, differentiable in p and in the ICNN parameters.
         """
-        p = self._as_batch(p)
+        p = self._as_batch(p, logits)
         self._check_constraint()
         shape = torch.sigmoid(-self.icnn(self.coords))  # (N, rows * cols)
-        return ((self._on_lattice(p) - shape) ** 2).mean()
+        return squared_distance(shape, self._on_lattice(p)).mean()
 
     @torch.no_grad()
-    def init_from(self, p: torch.Tensor) -> None:
+    def init_from(self, p: Any, logits: bool = False) -> None:
         """Start each ICNN as a cone whose zero level set is p's moment ellipse.
 
         Args:
-            p: (N, H, W) or (H, W) float probabilities; not modified, no gradient.
+            p: (N, H, W) or (H, W) masks, as `forward` takes them; not modified.
         """
-        target = self._on_lattice(self._as_batch(p).detach()).clamp(0, 1)
+        target = self._on_lattice(self._as_batch(p, logits).detach()).clamp(0, 1)
         mean, cov = moments(target, self.coords, *self.lattice)
         gen = torch.Generator().manual_seed(self.seed)
         self.icnn.init_from_moments(mean, cov, self.sharpness, generator=gen)
@@ -122,21 +153,55 @@ class ConvexityRegularizer(nn.Module):
         self.icnn.clamp_()
 
     @torch.no_grad()
-    def logits(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
+    def render(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
         """-G at the pixel centres of a (height, width) rendering of the whole map.
 
         Returns:
-            (N, height, width) float32; default size is the module's (height, width).
+            (N, height, width) float32 logits, foreground `>= 0`; default size: the maps'.
         """
         self._check_constraint()
-        h, w = height or self.height, width or self.width
+        h = validation.integer("height", height, minimum=1, allow_none=True) or self.height
+        w = validation.integer("width", width, minimum=1, allow_none=True) or self.width
         coords = grid_coords(h, w, device=self.coords.device)
         return (-self.icnn(coords)).reshape(self.num_maps, h, w)
 
-    def mask(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
-        """The convex shapes currently represented: {G <= 0}.
+    @property
+    def masks(self) -> torch.Tensor:
+        """(N, H, W) bool, the convex shapes {G <= 0} at the maps' size."""
+        return self.render() >= 0
 
-        Returns:
-            (N, height, width) bool tensor; default size is the module's (height, width).
-        """
-        return self.logits(height, width) >= 0
+    def mask(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """Deprecated: use `render(height, width) >= 0`, or `masks`."""
+        warnings.warn(
+            "ConvexityRegularizer.mask() is deprecated; use render(h, w) >= 0 or .masks",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.render(height, width) >= 0
+
+    def logits(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """Deprecated: use `render(height, width)`."""
+        warnings.warn("ConvexityRegularizer.logits() is deprecated; use render(h, w)", DeprecationWarning, stacklevel=2)
+        return self.render(height, width)
+
+
+def _legacy_settings(image_size, legacy_args, height, width_hidden, given) -> tuple[tuple, dict]:
+    """Map the 0.1 signature (height, width=image width, ..., width_hidden) to the new one."""
+    warnings.warn(
+        "ConvexityRegularizer(height, width, ..., width_hidden=...) is deprecated; use "
+        "ConvexityRegularizer((height, width), width=<hidden width>, ...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if len(legacy_args) > len(LEGACY_ORDER):
+        raise ValueError(f"ConvexityRegularizer takes at most 8 positional arguments, got {1 + len(legacy_args)}")
+    settings = {name: given[name] for name in ("num_maps", "width", "depth", "grid", "sharpness", "seed")}
+    if isinstance(image_size, (tuple, list)):  # new form, only width_hidden is old
+        settings["width"] = width_hidden
+        return tuple(image_size), settings
+    old = dict(zip(LEGACY_ORDER, legacy_args))
+    image_width = old.pop("width", given["width"])  # in 0.1, width was the image's
+    settings.update(old)
+    hidden = old.get("width_hidden", width_hidden)
+    settings["width"] = 32 if hidden is None else hidden
+    return (height if height is not None else image_size, image_width), settings

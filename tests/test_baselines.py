@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from eval.metrics import iou
 from sam_convex import baselines
-from shapes import disk, hull_gap, iou
+
+from shapes import disk, hull_gap
 
 
 def _messy():
@@ -33,8 +35,10 @@ def test_largest_component_and_its_hull():
     assert iou(hull, disk(100, 100, 50)) > 0.95
 
 
-@pytest.mark.parametrize("func", [baselines.convex_hull, baselines.remove_small,
-                                  baselines.largest_component, baselines.largest_component_hull])
+@pytest.mark.parametrize(
+    "func",
+    [baselines.convex_hull, baselines.remove_small, baselines.largest_component, baselines.largest_component_hull],
+)
 def test_batches_empty_masks_and_probabilities(func):
     stack = np.stack([_messy(), np.zeros((256, 256), bool)])
     out = func(stack)

@@ -3,6 +3,7 @@ import json
 import numpy as np
 
 from eval import bench_projection
+
 from shapes import hull_gap
 
 
@@ -24,13 +25,35 @@ def test_reference_fit_and_objective():
 
 
 def test_bench_command_writes_report(tmp_path, monkeypatch):
-    argv = ["--masks", "2", "--single-masks", "2", "--reference-masks", "1",
-            "--reference-steps", "3", "--batch", "2", "--repeats", "1", "--out", str(tmp_path)]
+    argv = [
+        "--masks",
+        "2",
+        "--single-masks",
+        "2",
+        "--reference-masks",
+        "1",
+        "--reference-steps",
+        "3",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     monkeypatch.setattr(bench_projection, "LONG_FIT", dict(bench_projection.LONG_FIT, steps=20, grid=32))
     assert bench_projection.main(argv) == 0
     result = json.loads((tmp_path / "bench_projection.json").read_text())
-    for key in ("reference_s_per_mask", "single_s_per_mask", "batched_masks_per_s",
-                "median_iou_to_reference", "objective_ratio", "device", "threads", "torch"):
+    for key in (
+        "reference_s_per_mask",
+        "single_s_per_mask",
+        "batched_masks_per_s",
+        "median_iou_to_reference",
+        "objective_ratio",
+        "device",
+        "threads",
+        "torch",
+    ):
         assert key in result
     assert result["batched_masks_per_s"] > 0 and result["reference_steps"] == 3
     assert "(a) reference" in (tmp_path / "bench_projection.md").read_text()

@@ -1,4 +1,5 @@
 """`python -m sam_convex`: end to end with GrabCut, SAM via a tiny checkpoint, errors."""
+
 import os
 import subprocess
 import sys
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from sam_convex import backends
+from eval.metrics import iou
+from sam_convex import loading
 from sam_convex.__main__ import main
-from shapes import hull_gap, iou
-from test_backends import textured_scene
-from tiny_sam import tiny_sam
 
+from shapes import hull_gap, textured_scene
+from tiny_sam import tiny_sam
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +29,29 @@ def test_cli_grabcut_end_to_end(scene_file, tmp_path):
     path, gt = scene_file
     out, over = tmp_path / "mask.png", tmp_path / "sub" / "overlay.png"
     result = subprocess.run(
-        [sys.executable, "-m", "sam_convex", str(path), "--point", "115", "85",
-         "--neg-point", "10", "10", "--model", "grabcut", "--out", str(out),
-         "--overlay", str(over), "--steps", "60"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "sam_convex",
+            str(path),
+            "--point",
+            "115",
+            "85",
+            "--neg-point",
+            "10",
+            "10",
+            "--model",
+            "grabcut",
+            "--out",
+            str(out),
+            "--overlay",
+            str(over),
+            "--steps",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},  # tiny fit: threads only contend
     )
     assert result.returncode == 0, result.stderr
@@ -46,16 +66,18 @@ def test_cli_grabcut_end_to_end(scene_file, tmp_path):
     assert green.sum() > 100 and red.sum() > 0
 
 
-@pytest.mark.parametrize("image,argv,message", [
-    (None, ["--model", "grabcut"], "give a prompt"),
-    ("{tmp}/nope.png", ["--point", "5", "5", "--model", "grabcut"], "cannot read image"),
-    (None, ["--neg-point", "5", "5", "--model", "grabcut"], "negative points alone"),
-    (None, ["--point", "500", "5", "--model", "grabcut"], "outside"),
-    (None, ["--box", "10", "10", "900", "50", "--model", "grabcut"], "box"),
-    (None, ["--point", "5", "5", "--model", "sam", "--checkpoint-dir", "{tmp}/empty"],
-     "no SAM checkpoint"),
-    (None, ["--point", "5", "5", "--checkpoint", "{tmp}/missing.pth"], "checkpoints/"),
-])
+@pytest.mark.parametrize(
+    "image,argv,message",
+    [
+        (None, ["--model", "grabcut"], "give a prompt"),
+        ("{tmp}/nope.png", ["--point", "5", "5", "--model", "grabcut"], "cannot read image"),
+        (None, ["--neg-point", "5", "5", "--model", "grabcut"], "negative points alone"),
+        (None, ["--point", "500", "5", "--model", "grabcut"], "outside"),
+        (None, ["--box", "10", "10", "900", "50", "--model", "grabcut"], "box"),
+        (None, ["--point", "5", "5", "--model", "sam", "--checkpoint-dir", "{tmp}/empty"], "no SAM checkpoint"),
+        (None, ["--point", "5", "5", "--checkpoint", "{tmp}/missing.pth"], "checkpoints/"),
+    ],
+)
 def test_cli_errors(scene_file, tmp_path, capsys, image, argv, message):
     """Exit code 2 with a message (argparse's error path), never a traceback."""
     image = str(scene_file[0]) if image is None else image.replace("{tmp}", str(tmp_path))
@@ -83,7 +105,7 @@ def test_cli_finds_checkpoint_or_falls_back(scene_file, tmp_path, monkeypatch, c
     assert "GrabCut" in capsys.readouterr().out
 
     # A (tiny) SAM checkpoint under an official name in the directory is picked up.
-    monkeypatch.setitem(backends.sam_model_registry, "vit_b", lambda: tiny_sam(seed=2))
+    monkeypatch.setitem(loading.sam_model_registry, "vit_b", lambda: tiny_sam(seed=2))
     full = tmp_path / "ckpts"
     full.mkdir()
     torch.save(tiny_sam(seed=3).state_dict(), full / "sam_vit_b_01ec64.pth")

@@ -1,4 +1,5 @@
 """SamConvexPredictor against segment-anything's SamPredictor, on a tiny random SAM."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,21 +7,21 @@ import torch.nn.functional as F
 from scipy.ndimage import binary_erosion
 from segment_anything import SamPredictor
 
-from sam_convex import ConvexProjector, SamConvexPredictor
-from sam_convex import backends
-from shapes import hull_gap, iou
+from eval.metrics import iou
+from sam_convex import ConvexProjector, SamConvexPredictor, loading
+
+from shapes import hull_gap
 from tiny_sam import random_image, tiny_sam
 
 H, W = 96, 160  # non-square on purpose: the model frame has padding at the bottom
 PROMPTS = {
     "point": dict(point_coords=np.array([[80.0, 40.0]]), point_labels=np.array([1])),
-    "points": dict(point_coords=np.array([[80.0, 40.0], [20.0, 80.0]]),
-                   point_labels=np.array([1, 0])),
+    "points": dict(point_coords=np.array([[80.0, 40.0], [20.0, 80.0]]), point_labels=np.array([1, 0])),
     "box": dict(box=np.array([30.0, 20.0, 120.0, 80.0])),
-    "points+box": dict(point_coords=np.array([[70.0, 50.0]]), point_labels=np.array([1]),
-                       box=np.array([30.0, 20.0, 120.0, 80.0])),
+    "points+box": dict(
+        point_coords=np.array([[70.0, 50.0]]), point_labels=np.array([1]), box=np.array([30.0, 20.0, 120.0, 80.0])
+    ),
 }
-
 
 
 def small_projector():
@@ -72,6 +73,7 @@ def is_convex(mask):
 
 # ---------------------------------------------------------------- project=False: SAM
 
+
 @pytest.fixture(scope="module")
 def unprojected(sam, image):
     predictor = SamConvexPredictor(sam, project=False)
@@ -96,11 +98,14 @@ def test_unprojected_predict_torch_and_set_torch_image(sam, image, plain):
     x = torch.as_tensor(ours.transform.apply_image(image)).permute(2, 0, 1)[None]
     ours.set_torch_image(x, image.shape[:2])
     assert ours.is_image_set and ours.device == plain.device
-    coords = torch.as_tensor(ours.transform.apply_coords(
-        np.array([[[80.0, 40.0]], [[20.0, 30.0]]]), (H, W)), dtype=torch.float)
+    coords = torch.as_tensor(
+        ours.transform.apply_coords(np.array([[[80.0, 40.0]], [[20.0, 30.0]]]), (H, W)), dtype=torch.float
+    )
     labels = torch.ones(2, 1, dtype=torch.int)
-    boxes = torch.as_tensor(ours.transform.apply_boxes(
-        np.array([[30.0, 20.0, 120.0, 80.0], [0.0, 0.0, 60.0, 50.0]]), (H, W)), dtype=torch.float)
+    boxes = torch.as_tensor(
+        ours.transform.apply_boxes(np.array([[30.0, 20.0, 120.0, 80.0], [0.0, 0.0, 60.0, 50.0]]), (H, W)),
+        dtype=torch.float,
+    )
     for multimask in (True, False):
         args = (coords, labels, boxes, None, multimask)
         assert_identical(ours.predict_torch(*args), plain.predict_torch(*args))
@@ -111,6 +116,7 @@ def test_unprojected_predict_torch_and_set_torch_image(sam, image, plain):
 
 
 # ---------------------------------------------------------------- project=True
+
 
 @pytest.mark.parametrize("name,multimask", [("point", True), ("box", False), ("points+box", True)])
 def test_projected_masks_are_convex(convex, plain, name, multimask):
@@ -157,15 +163,13 @@ def test_projected_logits_threshold_to_masks(convex):
     np.testing.assert_array_equal(fit.losses, convex.last_fit.losses)
     # SAM's low-res logits still work as mask_input.
     best = int(np.argmax(scores))
-    again, _, _ = convex.predict(**PROMPTS["point"], mask_input=low_res[best:best + 1],
-                                 multimask_output=False)
+    again, _, _ = convex.predict(**PROMPTS["point"], mask_input=low_res[best : best + 1], multimask_output=False)
     assert again.shape == (1, H, W) and is_convex(again[0])
 
 
 def test_projected_predict_torch_batched(convex):
     t = convex.transform
-    coords = torch.as_tensor(t.apply_coords(np.array([[[80.0, 40.0]], [[40.0, 60.0]]]), (H, W)),
-                             dtype=torch.float)
+    coords = torch.as_tensor(t.apply_coords(np.array([[[80.0, 40.0]], [[40.0, 60.0]]]), (H, W)), dtype=torch.float)
     labels = torch.ones(2, 1, dtype=torch.int)
     masks, scores, low_res = convex.predict_torch(coords, labels, multimask_output=True)
     assert masks.shape == (2, 3, H, W) and masks.dtype == torch.bool
@@ -180,6 +184,7 @@ def test_projected_predict_torch_batched(convex):
 
 # ---------------------------------------------------------------- the padding
 
+
 class FixedDecoder(torch.nn.Module):
     """Stands in for SAM's mask decoder: always the same low-res logits."""
 
@@ -187,8 +192,7 @@ class FixedDecoder(torch.nn.Module):
         super().__init__()
         self.register_buffer("low_res", low_res)
 
-    def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings,
-                dense_prompt_embeddings, multimask_output):
+    def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output):
         b, c = sparse_prompt_embeddings.shape[0], 3 if multimask_output else 1
         return self.low_res.expand(b, c, -1, -1).clone(), torch.full((b, c), 0.9)
 
@@ -217,23 +221,22 @@ def test_padding_of_the_model_frame_is_not_fitted(h, w):
     sam.mask_decoder = FixedDecoder(low_res)
     predictor = SamConvexPredictor(sam, small_projector())
     predictor.set_image(random_image(h, w))
-    prompt = dict(point_coords=np.array([[w - 5.0, h - 5.0]]), point_labels=np.array([1]),
-                  multimask_output=False)
+    prompt = dict(point_coords=np.array([[w - 5.0, h - 5.0]]), point_labels=np.array([1]), multimask_output=False)
     masks, _, sam_low_res = predictor.predict(**prompt)
     assert torch.equal(torch.as_tensor(sam_low_res), low_res[0])
     assert iou(masks[0], expected) >= 0.9
     assert masks[0, -1, -1] and not masks[0, 0, 0]
 
     # The check above tells the two apart: the padded map fitted directly is far off.
-    padded_fit = small_projector().fit(F.interpolate(low_res, (h, w), mode="bilinear")[0],
-                                       logits=True)
+    padded_fit = small_projector().fit(F.interpolate(low_res, (h, w), mode="bilinear")[0], logits=True)
     assert iou(padded_fit.masks[0].numpy(), expected) < 0.75
 
 
 # ---------------------------------------------------------------- construction, errors
 
+
 def test_from_checkpoint_and_errors(tmp_path, monkeypatch, sam, image):
-    monkeypatch.setitem(backends.sam_model_registry, "vit_b", lambda: tiny_sam(seed=5))
+    monkeypatch.setitem(loading.sam_model_registry, "vit_b", lambda: tiny_sam(seed=5))
     path = tmp_path / "sam_vit_b_01ec64.pth"
     torch.save(sam.state_dict(), path)
     predictor = SamConvexPredictor.from_checkpoint(path, device="cpu", projector=small_projector())
@@ -260,13 +263,12 @@ def test_cuda_model_is_projected_on_its_device(image):
     sam = tiny_sam().cuda()
     predictor = SamConvexPredictor(sam, small_projector())
     predictor.set_image(image)
-    masks, scores, low_res = predictor.predict(**PROMPTS["point"])
+    masks, _scores, _low_res = predictor.predict(**PROMPTS["point"])
     assert isinstance(masks, np.ndarray) and masks.shape == (3, H, W) and masks.dtype == bool
     assert predictor.last_fit.masks.device.type == "cuda"
     for m in masks:
         assert is_convex(m)
     t = predictor.transform
-    coords = torch.as_tensor(t.apply_coords(np.array([[[80.0, 40.0]]]), (H, W)),
-                             dtype=torch.float, device="cuda")
+    coords = torch.as_tensor(t.apply_coords(np.array([[[80.0, 40.0]]]), (H, W)), dtype=torch.float, device="cuda")
     out, _, _ = predictor.predict_torch(coords, torch.ones(1, 1, dtype=torch.int, device="cuda"))
     assert out.device.type == "cuda" and out.shape == (1, 3, H, W)

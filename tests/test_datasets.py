@@ -1,4 +1,5 @@
 """eval.datasets (convexitydb / folder loaders, errors) and eval.scenes (embedded benchmark)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,7 @@ from eval.scenes import ensure_scenes, make_scene
 H, W = 40, 48
 
 
-def write_convexitydb(root: Path, n: int = 2, levels=(0, 128, 255), rgba: bool = False,
-                      seed: int = 0) -> list[dict]:
+def write_convexitydb(root: Path, n: int = 2, levels=(0, 128, 255), rgba: bool = False, seed: int = 0) -> list[dict]:
     """Fixture in the authors' layout; returns what each file encodes."""
     rng = np.random.default_rng(seed)
     for sub in ("img", "ground_truth", "user_scribbles"):
@@ -35,8 +35,7 @@ def write_convexitydb(root: Path, n: int = 2, levels=(0, 128, 255), rgba: bool =
         else:
             Image.fromarray(image).save(root / "img" / f"img_{i}.png")
         Image.fromarray(gt_grey).save(root / "ground_truth" / f"GT_{i}.png")
-        Image.fromarray(np.asarray(levels, np.uint8)[labels]).save(
-            root / "user_scribbles" / f"scribbleMask_{i}.png")
+        Image.fromarray(np.asarray(levels, np.uint8)[labels]).save(root / "user_scribbles" / f"scribbleMask_{i}.png")
         truth.append({"image": image, "gt": gt_grey == 255, "scribbles": labels})
     return truth
 
@@ -87,7 +86,7 @@ def test_too_many_scribble_levels(tmp_path):
     write_convexitydb(tmp_path, n=1)
     grey = np.arange(H * W, dtype=np.uint32).reshape(H, W) % 7 * 30
     Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "user_scribbles" / "scribbleMask_1.png")
-    with pytest.raises(ValueError, match="scribbleMask_1.png"):
+    with pytest.raises(ValueError, match=r"scribbleMask_1\.png"):
         load_dataset("convexitydb", tmp_path)
 
 
@@ -124,8 +123,7 @@ def test_scenes_deterministic_and_convex(tmp_path):
     assert len(files) == 12
     for rel in files:
         np.testing.assert_array_equal(np.asarray(Image.open(a / rel)), np.asarray(Image.open(b / rel)))
-    assert any(not np.array_equal(np.asarray(Image.open(a / r)), np.asarray(Image.open(c / r)))
-               for r in files)
+    assert any(not np.array_equal(np.asarray(Image.open(a / r)), np.asarray(Image.open(c / r))) for r in files)
     samples = load_dataset("scenes", a)  # reads the cached copy with the convexitydb loader
     assert len(samples) == 4
     for s in samples:
@@ -139,7 +137,7 @@ def test_scene_variety_at_full_size():
     """The default size: GT convex, an occluder scene and a distractor scene appear."""
     kinds = []
     for i in range(4):
-        image, gt, scribbles, info = make_scene(0, i)
+        image, gt, _scribbles, info = make_scene(0, i)
         assert image.shape == (300, 400, 3) and image.dtype == np.uint8
         np.testing.assert_array_equal(convex_hull_image(gt, offset_coordinates=False), gt)
         kinds.append((info["occluders"] > 0, info["distractors"] > 0))

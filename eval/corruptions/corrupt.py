@@ -1,15 +1,16 @@
-"""Seeded access to imagecorruptions 1.1.2 with its published corruption definitions.
+"""The image corruptions: imagecorruptions 1.1.2, seeded, fixed for current packages.
 
-Why this module exists:
+`corrupt(image, name, severity, seed)` is the one entry point. Why not call
+imagecorruptions directly:
 
 * imagecorruptions draws from numpy's *global* RNG, so `corrupt` seeds it (and restores
   the caller's RNG state afterwards) to make every corrupted image reproducible.
 * The released `glass_blur` calls `skimage.filters.gaussian(..., multichannel=True)`,
   which scikit-image >= 0.19 rejects. `glass_blur` below is the published definition with
   the same parameters, `multichannel=True` spelled `channel_axis=-1` (same meaning), and
-  the pure-Python pixel loop (~4 s per 300x400 image at severity 5) replaced by
+  the slow pure-Python pixel loop replaced by
   `shuffle_pixels`, a vectorised equivalent that gives bit-identical output for the same
-  RNG state (tests/test_eval_corruptions.py checks it against the unmodified published
+  RNG state (tests/test_corruptions.py checks it against the unmodified published
   function).
 * The released `impulse_noise` calls `skimage.util.random_noise`, which since
   scikit-image 0.19 draws from its own fresh `default_rng()` and ignores numpy's global
@@ -17,6 +18,7 @@ Why this module exists:
   with the same parameters, given a Generator seeded from the global RNG.
 * imagecorruptions imports pkg_resources, which needs setuptools < 81.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -30,12 +32,20 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources deprecation warning on import
     from imagecorruptions import corrupt as _corrupt
 
-CORRUPTIONS = ("spatter", "contrast", "brightness", "impulse_noise", "shot_noise",
-               "gaussian_noise", "defocus_blur", "glass_blur")
+CORRUPTIONS = (
+    "spatter",
+    "contrast",
+    "brightness",
+    "impulse_noise",
+    "shot_noise",
+    "gaussian_noise",
+    "defocus_blur",
+    "glass_blur",
+)
 SEVERITIES = (1, 2, 3, 4, 5)
 # imagecorruptions' glass_blur parameters: (sigma, max_delta, iterations) per severity.
 GLASS_BLUR = [(0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)]
-IMPULSE_NOISE = [.03, .06, .09, 0.17, 0.27]  # salt-and-pepper amount per severity
+IMPULSE_NOISE = [0.03, 0.06, 0.09, 0.17, 0.27]  # salt-and-pepper amount per severity
 
 
 def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
@@ -75,17 +85,17 @@ def glass_blur(x, severity: int = 1) -> np.ndarray:
     out), with `channel_axis=-1` for the removed `multichannel=True` and the shuffle
     loop vectorised. Draws from numpy's global RNG exactly as the original does."""
     sigma, delta, iterations = GLASS_BLUR[severity - 1]
-    x = np.uint8(gaussian(np.array(x) / 255., sigma=sigma, channel_axis=-1) * 255)
+    x = np.uint8(gaussian(np.array(x) / 255.0, sigma=sigma, channel_axis=-1) * 255)
     for _ in range(iterations):
         x = shuffle_pixels(x, delta)
-    return np.clip(gaussian(x / 255., sigma=sigma, channel_axis=-1), 0, 1) * 255
+    return np.clip(gaussian(x / 255.0, sigma=sigma, channel_axis=-1), 0, 1) * 255
 
 
 def impulse_noise(x, severity: int = 1) -> np.ndarray:
     """imagecorruptions' impulse_noise (PIL image or (H, W, 3) uint8 in, float64
     [0, 255] out), with random_noise's Generator seeded from numpy's global RNG."""
     rng = np.random.default_rng(np.random.randint(2**32, dtype=np.uint64))
-    x = random_noise(np.array(x) / 255., mode="s&p", amount=IMPULSE_NOISE[severity - 1], rng=rng)
+    x = random_noise(np.array(x) / 255.0, mode="s&p", amount=IMPULSE_NOISE[severity - 1], rng=rng)
     return np.clip(x, 0, 1) * 255
 
 
@@ -118,7 +128,7 @@ def shuffle_pixels(x: np.ndarray, delta: int) -> np.ndarray:
     src_h, src_w = hh + offsets[:, 1], ww + offsets[:, 0]
     # Visit order: later rows/cols first, so the source was visited earlier iff it is in
     # the visited region and comes after (h, w) in row-major order.
-    in_region = ((src_h > delta) & (src_h <= h - delta) & (src_w > delta) & (src_w <= w - delta))
+    in_region = (src_h > delta) & (src_h <= h - delta) & (src_w > delta) & (src_w <= w - delta)
     earlier = in_region & ((src_h > hh) | ((src_h == hh) & (src_w > ww)))
     pointer = np.arange(h * w)
     pending = np.zeros(h * w, bool)

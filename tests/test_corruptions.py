@@ -1,7 +1,9 @@
 """eval.compat (seeded imagecorruptions, published glass_blur) and the eval.corruptions
 harness end to end (GrabCut, tiny images, a small projector)."""
+
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -9,13 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from skimage.filters import gaussian
 
-from eval import corruptions as harness
-from eval.compat import CORRUPTIONS, corrupt, glass_blur
+from eval.corruptions import __main__ as command
+from eval.corruptions import harness
+from eval.corruptions.corrupt import CORRUPTIONS, corrupt, glass_blur
+from eval.corruptions.prompts import make_prompt
 from eval.datasets import Sample
-from eval.prompts import make_prompt
 from eval.scenes import write_scenes
 from sam_convex import ConvexProjector
+
+from tiny_sam import tiny_sam
 
 NOISY = {"spatter", "impulse_noise", "shot_noise", "gaussian_noise", "glass_blur"}
 
@@ -47,7 +53,6 @@ def test_glass_blur_matches_published(image, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import imagecorruptions.corruptions as published
-    from skimage.filters import gaussian
 
     def old_gaussian(x, sigma, multichannel=False, **kw):
         return gaussian(x, sigma=sigma, channel_axis=-1 if multichannel else None, **kw)
@@ -66,19 +71,14 @@ def test_impulse_noise_amount(image):
 
 
 def test_corrupt_rejects_bad_input(image):
-    with pytest.raises(ValueError, match="spatter, contrast.*glass_blur"):
+    with pytest.raises(ValueError, match=r"spatter, contrast.*glass_blur"):
         corrupt(image, "fog", 5, 0)
     with pytest.raises(ValueError, match="1, 2, 3, 4, 5"):
         corrupt(image, "contrast", 6, 0)
 
 
-def test_derive_seed_is_stable():
-    assert harness.derive_seed(0, "img_0", "clean", "proj_S") == 1853641509
-    assert harness.derive_seed(1, "img_0", "clean", "proj_S") != 1853641509
-    assert 0 <= harness.derive_seed(7, "a", "b") < 2**31
-
-
 # ---------------------------------------------------------------- end to end
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
@@ -88,9 +88,16 @@ def data(tmp_path_factory):
 
 
 def small_run(data, out, **kw):
-    kw = {"dataset": "convexitydb", "data": str(data), "model": "grabcut",
-          "corruptions": ["spatter", "gaussian_noise"], "out": out,
-          "projector": ConvexProjector(steps=50, grid=32), "progress": False, **kw}
+    kw = {
+        "dataset": "convexitydb",
+        "data": str(data),
+        "model": "grabcut",
+        "corruptions": ["spatter", "gaussian_noise"],
+        "out": out,
+        "projector": ConvexProjector(steps=50, grid=32),
+        "progress": False,
+        **kw,
+    }
     return harness.run(**kw)
 
 
@@ -142,13 +149,17 @@ def test_bad_arguments(data, tmp_path, capsys):
     with pytest.raises(ValueError, match="valid: spatter, contrast"):
         small_run(data, tmp_path, corruptions=["fog"])
     with pytest.raises(SystemExit):
-        harness.main(["--severity", "6"])
+        command.main(["--severity", "6"])
     assert "1, 2, 3, 4, 5" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        harness.main(["--corruptions", "spatter,snow"])
+        command.main(["--corruptions", "spatter,snow"])
     assert "snow" in capsys.readouterr().err
-    assert harness.main(["--dataset", "convexitydb", "--data", str(tmp_path / "none"),
-                         "--model", "grabcut", "--out", str(tmp_path)]) == 2
+    assert (
+        command.main(
+            ["--dataset", "convexitydb", "--data", str(tmp_path / "none"), "--model", "grabcut", "--out", str(tmp_path)]
+        )
+        == 2
+    )
     assert "user_scribbles/scribbleMask_<i>.png" in capsys.readouterr().err
 
 
@@ -170,20 +181,17 @@ def test_empty_prediction_and_empty_gt_are_counted():
     gt[10:20, 10:20] = True
     proj = ConvexProjector(steps=5, grid=16)
     prompt = {"point_coords": np.array([[15.0, 15.0]]), "point_labels": np.array([1]), "box": None}
-    record, masks = harness.evaluate_item(Sample("a", image, gt, None), "contrast", 5, 0, model,
-                                          prompt, proj)
-    assert record["iou"] == {m: 0.0 for m in harness.METHODS}
+    record, _masks = harness.evaluate_item(Sample("a", image, gt, None), "contrast", 5, 0, model, prompt, proj)
+    assert record["iou"] == dict.fromkeys(harness.METHODS, 0.0)
     empty_gt = Sample("b", image, np.zeros_like(gt), None)
     no_prompt = {"point_coords": None, "point_labels": None, "box": None}
     record, _ = harness.evaluate_item(empty_gt, "clean", 5, 0, model, no_prompt, proj)
-    assert record["iou"] == {m: 1.0 for m in harness.METHODS}
+    assert record["iou"] == dict.fromkeys(harness.METHODS, 1.0)
 
 
 def test_sam_path_feeds_full_resolution_logits():
     """segment_anything's SamPredictor (a tiny random SAM) behind the harness: the prompt
     dict is accepted and proj_S sees (H, W) logits of the original image size."""
-    from tiny_sam import tiny_sam
-
     model = harness.sam_model(tiny_sam(), "tiny")
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (48, 72, 3), dtype=np.uint8)
@@ -191,8 +199,28 @@ def test_sam_path_feeds_full_resolution_logits():
     gt[10:30, 20:50] = True
     s = Sample("t", image, gt, None)
     prompt = make_prompt(s, "points+box", 2)
-    record, masks = harness.evaluate_item(s, "shot_noise", 5, 0, model, prompt,
-                                          ConvexProjector(steps=5, grid=16))
+    record, masks = harness.evaluate_item(s, "shot_noise", 5, 0, model, prompt, ConvexProjector(steps=5, grid=16))
     assert all(m.shape == gt.shape and m.dtype == bool for m in masks.values())
     assert all(0.0 <= v <= 1.0 for v in record["iou"].values())
     assert record["area"]["raw"] > 0  # logit_scale makes the random SAM confident
+
+
+def test_every_projector_setting_is_in_the_cache_key(tmp_path):
+    """Changing any ConvexProjector setting must give a fresh cache directory, or a
+    run would silently reuse results computed with other settings."""
+    model = harness.Model("grabcut", "GrabCut", "", "none", lambda seed: None)
+    base = ConvexProjector()
+
+    def directory(projector):
+        return harness.cache_dir(tmp_path, 5, "scenes", None, model, "points", 3, 0, projector)
+
+    other = {int: 7, float: 0.37}
+    for field in dataclasses.fields(ConvexProjector):
+        value = getattr(base, field.name)
+        if field.name == "device":
+            changed = dataclasses.replace(base, device="cpu")
+        elif field.name == "fine_steps":
+            changed = dataclasses.replace(base, fine_steps=None)
+        else:
+            changed = dataclasses.replace(base, **{field.name: other[type(value)] + value})
+        assert directory(changed) != directory(base), field.name

@@ -1,13 +1,14 @@
 """eval.metrics (IoU, bootstrap CI, wins/ties/losses, paired ΔIoU) and eval.prompts."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from eval.corruptions.prompts import farthest_points, has_positive, make_prompt
 from eval.datasets import Sample
 from eval.metrics import bootstrap_ci, iou, mean_table, paired_delta, wins_ties_losses
-from eval.prompts import farthest_points, has_positive, make_prompt
 
 
 def masks(*boxes, shape=(10, 10)):

@@ -9,6 +9,7 @@ Two sources, and every caller gets told which one it got:
   smoothed colour, local colour variance and gradient magnitude at a few scales),
   reduced the same way. It is *not* a learned semantic embedding; reports label it.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -53,8 +54,9 @@ def resize_channels(feats: np.ndarray, height: int, width: int) -> np.ndarray:
         return feats.astype(np.float32)
     t = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).permute(2, 0, 1)[None]
     shrink = height < feats.shape[0] and width < feats.shape[1]
-    t = F.interpolate(t, size=(height, width), mode="area" if shrink else "bilinear",
-                      **({} if shrink else {"align_corners": False}))
+    t = F.interpolate(
+        t, size=(height, width), mode="area" if shrink else "bilinear", **({} if shrink else {"align_corners": False})
+    )
     return t[0].permute(1, 2, 0).numpy()
 
 
@@ -85,8 +87,9 @@ def load_embedmap(path: str | Path) -> np.ndarray:
     emb = obj[EMBEDMAP]
     emb = emb.detach().cpu().float().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb)
     if emb.ndim != 3 or emb.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: 'embedmap' must be a numeric H x W x C array, "
-                         f"got shape {emb.shape} dtype {emb.dtype}")
+        raise ValueError(
+            f"{path}: 'embedmap' must be a numeric H x W x C array, got shape {emb.shape} dtype {emb.dtype}"
+        )
     emb = emb.astype(np.float32)
     if not np.isfinite(emb).all():
         raise ValueError(f"{path}: 'embedmap' contains NaN or infinite values")
@@ -120,9 +123,9 @@ def standin_features(image: np.ndarray, k: int = 4) -> np.ndarray:
     return pca_reduce(feats, k)
 
 
-def semantic_features(image: np.ndarray, name: str, height: int, width: int,
-                      features_dir: str | Path | None = None, k: int = 4
-                      ) -> tuple[np.ndarray, str]:
+def semantic_features(
+    image: np.ndarray, name: str, height: int, width: int, features_dir: str | Path | None = None, k: int = 4
+) -> tuple[np.ndarray, str]:
     """Semantic channels for one image at (height, width), and where they came from.
 
     Looks for ``features_dir/<name>.pt`` (then ``<stem of name>.pt``); when there is no

@@ -12,6 +12,7 @@ same prompt, and no randomness is involved:
 * box: the ground truth's bounding box (x0, y0, x1, y1) = (min col, min row, max col + 1,
   max row + 1), i.e. the pixel extent of the object.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,8 +49,7 @@ def make_prompt(sample: Sample, kind: str = "points", num_points: int = 3) -> di
             prompt["point_coords"], prompt["point_labels"] = coords, labels
     if "box" in kind and sample.gt.any():
         rows, cols = np.nonzero(sample.gt)
-        prompt["box"] = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1],
-                                 np.float32)
+        prompt["box"] = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
     return prompt
 
 

@@ -16,6 +16,7 @@ then starts from the predicted region connected to the foreground scribbles (its
 moment ellipse, refined by `reg_prefit` ICNN-only steps; see `initial_shape`) and is
 trained together with the predictor for the remaining steps.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 from sam_convex.regularizer import ConvexityRegularizer
@@ -76,14 +77,14 @@ class TrainConfig:
 
     steps: int = 200
     lr: float = 0.01
-    lam: float = 1.0          # weight of dist(p, S) in the joint loss
-    warmup: int = 50          # BCE-only steps before the regulariser joins (joint mode)
-    reg_lr: float = 0.02      # Adam lr of the regulariser's ICNN
+    lam: float = 1.0  # weight of dist(p, S) in the joint loss
+    warmup: int = 50  # BCE-only steps before the regulariser joins (joint mode)
+    reg_lr: float = 0.02  # Adam lr of the regulariser's ICNN
     reg_grid: int | None = 64  # regulariser lattice (see ConvexityRegularizer)
     reg_width: int = 32
     reg_depth: int = 2
     reg_init: str = "component"  # see `initial_shape`
-    reg_prefit: int = 100     # ICNN-only steps on the start shape before coupling
+    reg_prefit: int = 100  # ICNN-only steps on the start shape before coupling
 
 
 @dataclass
@@ -103,9 +104,16 @@ class PairResult:
     joint_s: float
 
 
-def _run(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, labels: torch.Tensor,
-         steps: int, reg: ConvexityRegularizer | None = None,
-         reg_opt: torch.optim.Optimizer | None = None, lam: float = 0.0) -> None:
+def _run(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    reg: ConvexityRegularizer | None = None,
+    reg_opt: torch.optim.Optimizer | None = None,
+    lam: float = 0.0,
+) -> None:
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         logits = model(x)[0, 0]
@@ -149,8 +157,7 @@ def initial_shape(p: torch.Tensor, labels: torch.Tensor, how: str) -> torch.Tens
     return torch.from_numpy(keep | fg).float()
 
 
-def train_pair(kind: str, features: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
-               seed: int) -> PairResult:
+def train_pair(kind: str, features: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int) -> PairResult:
     """Train one predictor sequentially (BCE) and jointly (BCE + lam * dist) from one start.
 
     Args:
@@ -164,10 +171,11 @@ def train_pair(kind: str, features: np.ndarray, labels: np.ndarray, cfg: TrainCo
     """
     if not 0 <= cfg.warmup < cfg.steps:
         raise ValueError(f"warmup must be in [0, steps), got {cfg.warmup} and {cfg.steps}")
-    torch.manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None]
     lab = torch.from_numpy(np.ascontiguousarray(labels)).long()
-    model = make_predictor(kind, x.shape[1])
+    with torch.random.fork_rng():  # seed the net's initialisation, leave the caller's RNG alone
+        torch.manual_seed(seed)
+        model = make_predictor(kind, x.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     t0 = time.perf_counter()
@@ -184,8 +192,7 @@ def train_pair(kind: str, features: np.ndarray, labels: np.ndarray, cfg: TrainCo
 
     t0 = time.perf_counter()
     h, w = labels.shape
-    reg = ConvexityRegularizer(h, w, width_hidden=cfg.reg_width, depth=cfg.reg_depth,
-                               grid=cfg.reg_grid, seed=seed)
+    reg = ConvexityRegularizer((h, w), width=cfg.reg_width, depth=cfg.reg_depth, grid=cfg.reg_grid, seed=seed)
     with torch.no_grad():
         start = initial_shape(torch.sigmoid(joint_model(x)[0, 0]), lab, cfg.reg_init)
     reg.init_from(start)

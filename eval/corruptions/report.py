@@ -1,0 +1,328 @@
+"""Tables and figures of the corruption benchmark.
+
+Writes into the output directory, for severity S:
+
+    corruptions_sev{S}.csv        one row per image x condition x method
+    corruptions_sev{S}.md         mean IoU in the paper's layout + ΔIoU + run metadata
+    corruptions_sev{S}.json       run metadata (machine-readable)
+    corruptions_sev{S}_bars.png   mean IoU per condition, grouped by method
+    corruptions_sev{S}_delta.png  per-image ΔIoU (proj_S - raw) per condition
+    corruptions_sev{S}_grid.png   a few images under every condition with contours
+
+Every figure carries the run's model, checkpoint, dataset, severity, seed and package
+versions in its title and footnote.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from eval import runs
+from eval.metrics import TIE, mean_table, paired_delta
+
+# Column titles in the paper's order and naming.
+TITLES = {
+    "clean": "Clean",
+    "spatter": "Spatter",
+    "contrast": "Contrast",
+    "brightness": "Brightness",
+    "impulse_noise": "Impulse",
+    "shot_noise": "Shot",
+    "gaussian_noise": "Gaussian",
+    "defocus_blur": "Defocus",
+    "glass_blur": "Glass",
+}
+# Published mean IoU (poster; SAM on the convexity dataset, severity 5).
+POSTER_IOU = {
+    "SAM": [0.728, 0.563, 0.649, 0.646, 0.533, 0.630, 0.625, 0.733, 0.719],
+    "proj_S(SAM)": [0.741, 0.582, 0.660, 0.652, 0.550, 0.637, 0.636, 0.743, 0.732],
+}
+COLORS = {"raw": "tab:red", "remove_small": "tab:orange", "convex_hull": "tab:gray", "proj_S": "tab:blue"}
+
+
+def method_labels(model_label: str) -> dict[str, str]:
+    """Display names of the methods, e.g. {"raw": "SAM", "proj_S": "proj_S(SAM)"}."""
+    return {
+        "raw": model_label,
+        "remove_small": f"remove_small({model_label})",
+        "convex_hull": f"hull({model_label})",
+        "proj_S": f"proj_S({model_label})",
+    }
+
+
+def run_metadata(
+    model,
+    dataset: str,
+    data,
+    samples: int,
+    severity: int,
+    seed: int,
+    prompt: str,
+    num_points: int,
+    projector,
+    wall_s: float,
+    computed: int,
+    items: int,
+    compute_s: float,
+) -> dict:
+    """Everything a reader needs to reproduce or judge a run (JSON-able)."""
+    return {
+        "model": model.label,
+        "model_id": model.name,
+        "model_description": model.description,
+        "checkpoint": model.checkpoint,
+        "dataset": dataset,
+        "data": str(data) if data else "(generated, cached)" if dataset == "scenes" else None,
+        "images": samples,
+        "severity": severity,
+        "seed": seed,
+        "prompt": prompt,
+        "num_points": num_points,
+        "projector": repr(projector),
+        "wall_s": round(wall_s, 2),
+        "computed": computed,
+        "items": items,
+        "compute_s": round(compute_s, 2),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "versions": runs.versions(),
+        "machine": runs.machine(projector.device),
+    }
+
+
+def footnote(meta: dict) -> str:
+    """One line of run metadata for figures."""
+    vers = ", ".join(
+        f"{k} {v}"
+        for k, v in meta["versions"].items()
+        if k in ("sam-convex", "torch", "segment-anything", "imagecorruptions", "scikit-image")
+    )
+    return (
+        f"model {meta['model']} | checkpoint {Path(meta['checkpoint']).name} | dataset "
+        f"{meta['dataset']} ({meta['images']} images) | severity {meta['severity']} | seed "
+        f"{meta['seed']} | prompt {meta['prompt']} | {meta['machine']} | {vers}"
+    )
+
+
+def write_report(
+    df: pd.DataFrame,
+    conditions: list[str],
+    out: Path,
+    severity: int,
+    meta: dict,
+    samples,
+    grid_masks: dict,
+    grid_images: dict,
+) -> dict[str, Path]:
+    """Write CSV, markdown, metadata JSON and the three figures; return their paths.
+
+    Args:
+        df: long table (columns image, condition, method, iou, ...).
+        conditions: column order ("clean" first).
+        grid_masks: (image name, condition) -> {method: (H, W) bool} for the grid figure.
+        grid_images: (image name, condition) -> (H, W, 3) uint8 image as the predictor saw it.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"corruptions_sev{severity}"
+    paths = {
+        "csv": stem.with_suffix(".csv"),
+        "markdown": stem.with_suffix(".md"),
+        "meta": stem.with_suffix(".json"),
+        "bars": Path(f"{stem}_bars.png"),
+        "deltas": Path(f"{stem}_delta.png"),
+        "grid": Path(f"{stem}_grid.png"),
+    }
+    df.to_csv(paths["csv"], index=False, float_format="%.6f")
+    paths["meta"].write_text(json.dumps(meta, indent=2))
+    methods = list(method_labels("").keys())
+    means = mean_table(df, methods, conditions)
+    delta = paired_delta(df, "proj_S", "raw", conditions, seed=meta["seed"])
+    paths["markdown"].write_text(markdown(means, delta, conditions, meta))
+    plot_bars(means, conditions, meta, paths["bars"])
+    plot_deltas(df, delta, conditions, meta, paths["deltas"])
+    plot_grid(samples, grid_masks, grid_images, conditions, meta, paths["grid"])
+    return paths
+
+
+def markdown(means: pd.DataFrame, delta: pd.DataFrame, conditions: list[str], meta: dict) -> str:
+    """The report: mean IoU table (methods x conditions), ΔIoU row, paper rows, metadata."""
+    labels = method_labels(meta["model"])
+    head = ["Method"] + [TITLES.get(c, c) for c in conditions]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, row in means.iterrows():
+        cells = [f"{v:.3f}" if np.isfinite(v) else "–" for v in row]
+        lines.append(f"| {labels[method]} | " + " | ".join(cells) + " |")
+    cells = [f"{d.delta:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]" if d.n else "–" for d in delta.itertuples()]
+    lines.append("| **Δ proj_S − raw** [95% CI] | " + " | ".join(cells) + " |")
+    cells = [f"{d.wins}/{d.ties}/{d.losses}" if d.n else "–" for d in delta.itertuples()]
+    lines.append("| proj_S vs raw: wins/ties/losses | " + " | ".join(cells) + " |")
+    paper_cols = list(TITLES)
+    for name, values in POSTER_IOU.items():
+        cells = [f"{values[paper_cols.index(c)]:.3f}" if c in paper_cols else "–" for c in conditions]
+        lines.append(f"| *paper: {name}* | " + " | ".join(cells) + " |")
+    cells = [
+        f"{POSTER_IOU['proj_S(SAM)'][paper_cols.index(c)] - POSTER_IOU['SAM'][paper_cols.index(c)]:+.3f}"
+        if c in paper_cols
+        else "–"
+        for c in conditions
+    ]
+    lines.append("| *paper: Δ* | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    vers = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    n_images = meta["images"]
+    return f"""# Corruption benchmark, severity {meta["severity"]}: {meta["model"]} vs proj_S({meta["model"]})
+
+Mean IoU over {n_images} images of the `{meta["dataset"]}` dataset. Every column is one
+condition (clean, or one imagecorruptions corruption at severity {meta["severity"]}); in each
+column all methods post-process the *same* prediction of {meta["model"]} per image.
+
+{table}
+
+- **Δ proj_S − raw**: mean over images of IoU(proj_S) − IoU(raw), paired by image, with a
+  95% bootstrap confidence interval of that mean (scipy.stats.bootstrap, BCa, 10,000
+  resamples, seed {meta["seed"]}). wins/ties/losses count images with Δ ≥ {TIE:g} /
+  |Δ| < {TIE:g} / Δ ≤ −{TIE:g}.
+- IoU = |P ∩ G| / |P ∪ G|; 1.0 when prediction and ground truth are both empty, 0.0 for an
+  empty prediction of a non-empty object.
+- *paper* rows: the published numbers (poster; SAM on the convexity dataset of Gorelick et
+  al., severity 5), for reference only: they come from a different model, dataset and
+  prompt protocol unless this run used SAM on that dataset.
+
+## Run
+
+- model: {meta["model_description"]}
+- checkpoint: {meta["checkpoint"]}
+- dataset: {meta["dataset"]} ({n_images} images; data: {meta["data"]})
+- prompt: {meta["prompt"]} ({meta["num_points"]} per class for points)
+- severity: {meta["severity"]}; base seed: {meta["seed"]} (per image/condition/method seeds derived from it)
+- projector: `{meta["projector"]}`
+- items (image × condition): {meta["items"]} ({meta["computed"]} computed in this invocation, the rest from the cache)
+- wall time of this invocation: {meta["wall_s"]:.1f} s; summed per-item compute time (incl. cached
+  items): {meta["compute_s"]:.1f} s
+- date: {meta["date"]}
+- machine: {meta["machine"]}
+- versions: {vers}
+"""
+
+
+def _footer(fig, meta: dict) -> None:
+    width = int(fig.get_figwidth() * 17)  # characters that fit at fontsize 7
+    fig.text(0.5, 0.005, textwrap.fill(footnote(meta), width), ha="center", va="bottom", fontsize=7, color="0.3")
+
+
+def save_figure(fig, meta: dict, path: Path, rect: tuple, dpi: int) -> None:
+    """Lay out, add the run's footnote, write the PNG, free the figure."""
+    fig.tight_layout(rect=rect)
+    _footer(fig, meta)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def plot_bars(means: pd.DataFrame, conditions: list[str], meta: dict, path: Path) -> None:
+    """Grouped bars: mean IoU per condition, one bar per method."""
+    labels = method_labels(meta["model"])
+    fig, ax = plt.subplots(figsize=(12, 4.8))
+    x = np.arange(len(conditions))
+    width = 0.8 / len(means.index)
+    for k, method in enumerate(means.index):
+        ax.bar(
+            x + (k - (len(means.index) - 1) / 2) * width,
+            means.loc[method].to_numpy(),
+            width,
+            label=labels[method],
+            color=COLORS.get(method),
+        )
+    ax.set_xticks(x, [TITLES.get(c, c) for c in conditions])
+    ax.set_ylabel("mean IoU")
+    ax.set_ylim(0, 1)
+    ax.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
+    ax.set_title(
+        f"Mean IoU, severity {meta['severity']}: {meta['model']} "
+        f"(checkpoint {Path(meta['checkpoint']).name}) on {meta['dataset']}, "
+        f"{meta['images']} images, seed {meta['seed']}"
+    )
+    save_figure(fig, meta, path, rect=(0, 0.05, 1, 1), dpi=120)
+
+
+def plot_deltas(df: pd.DataFrame, delta: pd.DataFrame, conditions: list[str], meta: dict, path: Path) -> None:
+    """Per condition: violin of per-image ΔIoU (proj_S − raw), the points, and the mean
+    with its 95% bootstrap CI."""
+    fig, ax = plt.subplots(figsize=(12, 4.8))
+    rng = np.random.default_rng(0)  # jitter only
+    for k, cond in enumerate(conditions):
+        sub = df[df["condition"] == cond].pivot_table(index="image", columns="method", values="iou", aggfunc="first")
+        if "proj_S" not in sub or "raw" not in sub:
+            continue
+        d = (sub["proj_S"] - sub["raw"]).dropna().to_numpy()
+        if len(d) >= 2 and np.ptp(d) > 0:
+            parts = ax.violinplot(d, positions=[k], widths=0.8, showextrema=False)
+            for body in parts["bodies"]:
+                body.set_facecolor("tab:blue")
+                body.set_alpha(0.2)
+        ax.scatter(k + rng.uniform(-0.15, 0.15, len(d)), d, s=8, color="k", alpha=0.5, zorder=3)
+        row = delta.loc[cond]
+        if row["n"]:
+            ax.errorbar(
+                [k + 0.3],
+                [row["delta"]],
+                yerr=[[row["delta"] - row["lo"]], [row["hi"] - row["delta"]]],
+                fmt="o",
+                color="tab:blue",
+                capsize=4,
+                zorder=4,
+            )
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xticks(np.arange(len(conditions)), [TITLES.get(c, c) for c in conditions])
+    ax.set_ylabel("ΔIoU = IoU(proj_S) − IoU(raw) per image")
+    ax.set_title(
+        f"Per-image ΔIoU (blue: mean, 95% bootstrap CI), severity {meta['severity']}: "
+        f"{meta['model']} on {meta['dataset']}, {meta['images']} images, seed {meta['seed']}"
+    )
+    save_figure(fig, meta, path, rect=(0, 0.05, 1, 1), dpi=120)
+
+
+def plot_grid(samples, grid_masks: dict, grid_images: dict, conditions: list[str], meta: dict, path: Path) -> None:
+    """Rows: the first few images; columns: conditions. Each cell shows the image as the
+    predictor saw it with the contours of GT (green), raw (red) and proj_S (blue)."""
+    names = [s.name for s in samples if all((s.name, c) in grid_masks for c in conditions)]
+    gts = {s.name: s.gt for s in samples}
+    rows, cols = max(1, len(names)), len(conditions)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(7.0, 2.1 * cols), 1.75 * rows + 1.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, name in enumerate(names):
+        for j, cond in enumerate(conditions):
+            ax = axes[i, j]
+            ax.imshow(grid_images[(name, cond)])
+            masks = grid_masks[(name, cond)]
+            for mask, color in ((gts[name], "lime"), (masks["raw"], "red"), (masks["proj_S"], "deepskyblue")):
+                if mask.any() and not mask.all():
+                    ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=0.8)
+            if i == 0:
+                ax.set_title(TITLES.get(cond, cond), fontsize=9)
+            if j == 0:
+                ax.text(-0.05, 0.5, name, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=8)
+    labels = method_labels(meta["model"])
+    handles = [
+        Line2D([], [], color="lime", label="ground truth"),
+        Line2D([], [], color="red", label=labels["raw"]),
+        Line2D([], [], color="deepskyblue", label=labels["proj_S"]),
+    ]
+    fig.suptitle(
+        f"Severity {meta['severity']}: {meta['model']} "
+        f"(checkpoint {Path(meta['checkpoint']).name}) on {meta['dataset']}, seed {meta['seed']}",
+        fontsize=10,
+    )
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=3, fontsize=8, frameon=False)
+    save_figure(fig, meta, path, rect=(0, 0.07, 1, 0.9), dpi=110)

@@ -1,0 +1,160 @@
+"""What every experiment run shares: seeds, results cached on disk, provenance.
+
+* Seeds: `derive_seed(base, *keys)` gives every random choice of a run its own seed,
+  stable across runs, processes and platforms, so a rerun (or a resumed run, or a run
+  sharded over machines) gives the same numbers.
+* Cache: per-item results are written atomically (temporary file + rename), so a killed
+  run never leaves half a file; `key(...)` names a cache directory by a hash of
+  everything that changes an item's result.
+* Provenance: `versions()` and `machine()` for the metadata block of every report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+# Packages whose versions shape the numbers (missing ones are skipped).
+PACKAGES = (
+    "sam-convex",
+    "torch",
+    "torchvision",
+    "segment-anything",
+    "sam2",
+    "imagecorruptions",
+    "scikit-image",
+    "numpy",
+    "scipy",
+    "opencv-python-headless",
+    "opencv-python",
+)
+
+
+# ---------------------------------------------------------------------------- seeds
+
+
+def derive_seed(base: int, *keys: str) -> int:
+    """A seed in [0, 2**31) from a base seed and string keys (e.g. image, condition,
+    role). 31 bits because OpenCV's setRNGSeed takes a signed C int."""
+    entropy = [int(base)] + [zlib.crc32(k.encode()) for k in keys]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with n torch intra-op threads (None: unchanged)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def default_cache_dir() -> Path:
+    """`.cache/` of the source checkout when run from one, else ~/.cache/sam-convex."""
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").exists():
+        return repo / ".cache"
+    return Path.home() / ".cache" / "sam-convex"
+
+
+def key(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (cache directory and file names)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same directory and a rename,
+    so readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_directory(root: Path, fill: Callable[[Path], None], done: str) -> None:
+    """Create directory `root` by calling fill(tmp) on a temporary sibling and renaming
+    it into place, so a killed or concurrent run never leaves a half-filled directory.
+    `done` is a file fill writes last; a concurrent run that already completed `root`
+    (it holds `done`) wins without error. An existing empty `root` is replaced."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        fill(tmp)
+        if root.exists():
+            root.rmdir()  # only an empty directory can be replaced
+        os.replace(tmp, root)
+    except OSError:
+        if not (root / done).exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj).encode())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Arrays as a compressed .npz, written atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+def versions() -> dict[str, str]:
+    """Python and the installed versions of `PACKAGES`."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def machine(device: str | torch.device | None = None) -> str:
+    """The hardware a run used, e.g. 'cpu: x86_64, 2 CPUs' or 'cuda: NVIDIA H100'."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(dev)}"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu: {cpu}, {os.cpu_count()} CPUs"
