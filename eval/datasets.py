@@ -162,21 +162,30 @@ def load_folder(root: str | os.PathLike, limit: int | None = None) -> list[Sampl
     return samples
 
 
+def open_image(path: Path) -> Image.Image:
+    """The decoded image at `path`; ValueError naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # damaged or hostile files
+        raise ValueError(f"{path}: not a readable image ({err}); replace or remove the file") from err
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; grey is replicated, an alpha channel is dropped."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    return np.asarray(open_image(path).convert("RGB"), dtype=np.uint8).copy()
 
 
 def read_grey(path: Path) -> np.ndarray:
     """(H, W) uint8 grey levels (RGB is converted with PIL's luma weights)."""
-    with Image.open(path) as im:
-        if im.mode in ("I", "I;16", "F"):
-            arr = np.asarray(im)
-            if arr.max() > 255:
-                raise ValueError(f"{path}: expected 8-bit grey levels, max value {arr.max()}")
-            return arr.astype(np.uint8)
-        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    im = open_image(path)
+    if im.mode in ("I", "I;16", "F"):
+        arr = np.asarray(im)
+        if arr.max() > 255:
+            raise ValueError(f"{path}: expected 8-bit grey levels, max value {arr.max()}")
+        return arr.astype(np.uint8)
+    return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
 def read_scribbles(path: Path) -> np.ndarray:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -19,8 +18,10 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
+import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,18 +55,6 @@ def derive_seed(base: int, *keys: str) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0]) & 0x7FFFFFFF
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with n torch intra-op threads (None: unchanged)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------------------- cache
 
 
@@ -75,6 +64,21 @@ def default_cache_dir() -> Path:
     if (repo / "pyproject.toml").exists():
         return repo / ".cache"
     return Path.home() / ".cache" / "sam-convex"
+
+
+def check_writable(directory: str | os.PathLike, option: str = "--out") -> Path:
+    """Create `directory` if needed and prove a file can be written there, before any
+    compute is spent; ValueError naming the option and the reason otherwise."""
+    path = Path(directory)
+    if str(directory) == "":
+        raise ValueError(f"{option} must name a directory, got ''")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{option} {str(directory)!r} is not a writable directory ({err.strerror or err})") from err
+    return path
 
 
 def key(*parts: Any) -> str:
@@ -122,7 +126,12 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON value in `path`; ValueError (not a traceback deep in json) when the file
+    is empty, truncated or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"not valid JSON ({err})") from err
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -132,9 +141,31 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+def read_npz(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays in `path`; ValueError when the file is damaged or lacks one of `keys`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        raise ValueError(f"not a readable .npz ({type(err).__name__}: {err})") from err
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise ValueError(f"missing arrays {missing}")
+    return arrays
+
+
+def check_fields(record: Any, fields: dict[str, type]) -> None:
+    """ValueError unless `record` is a dict holding `fields` with the given types."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    for name, kind in fields.items():
+        if not isinstance(record.get(name), kind):
+            raise ValueError(f"field {name!r} missing or not {kind.__name__}")
+
+
+def warn_damaged(path: Path, err: Exception) -> None:
+    """A damaged cache entry is not fatal: say which file, then recompute it."""
+    warnings.warn(f"cached result {path} is damaged ({err}); recomputing it", stacklevel=2)
 
 
 # ---------------------------------------------------------------------------- provenance

@@ -1,11 +1,14 @@
 """sam_convex: provably convex segmentation by projecting masks onto ICNN sublevel sets."""
 
+from sam_convex.amg import Sam2ConvexAutomaticMaskGenerator, SamConvexAutomaticMaskGenerator
 from sam_convex.grabcut import GrabCutPredictor
+from sam_convex.gradient import GradientProjector
 from sam_convex.icnn import ICNN
 from sam_convex.loading import find_checkpoint, load_sam
 from sam_convex.predictor import SamConvexPredictor
 from sam_convex.projection import ConvexFit, ConvexProjector
 from sam_convex.regularizer import ConvexityRegularizer
+from sam_convex.sam2_predictor import Sam2ConvexPredictor, load_sam2
 
 __all__ = [
     "ICNN",
@@ -13,8 +16,13 @@ __all__ = [
     "ConvexProjector",
     "ConvexityRegularizer",
     "GrabCutPredictor",
+    "GradientProjector",
+    "Sam2ConvexAutomaticMaskGenerator",
+    "Sam2ConvexPredictor",
+    "SamConvexAutomaticMaskGenerator",
     "SamConvexPredictor",
     "find_checkpoint",
     "load_sam",
+    "load_sam2",
 ]
 __version__ = "0.1.0"

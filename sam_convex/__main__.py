@@ -1,35 +1,44 @@
 """Single-image command: segment one object from prompts and make the mask convex.
 
     python -m sam_convex photo.jpg --point 320 240 --out mask.png --overlay overlay.png
+    python -m sam_convex photo.jpg --auto --out masks.json --overlay all.png
 
-Uses SAM when a checkpoint is given (--checkpoint) or found in checkpoints/, otherwise
-OpenCV GrabCut (a classical segmenter, not SAM), and says which. Writes the convex mask
-(0/255 PNG) and optionally an overlay with the raw mask's contour in red and the convex
-mask's in green.
+Uses SAM when a checkpoint is given (--checkpoint) or found in checkpoints/, SAM 2 with
+--model sam2, otherwise OpenCV GrabCut (a classical segmenter, not SAM), and says which.
+Writes the convex mask (0/255 PNG) and optionally an overlay with the raw mask's contour
+in red and the convex mask's in green. With --auto (SAM or SAM 2), the automatic mask
+generator segments everything: the records go to a JSON file (masks as uncompressed RLE)
+and the overlay shows every mask, convex ones filled. Every input is checked before a
+model runs.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
-from segment_anything import SamPredictor
+import torch
+from segment_anything.utils.amg import rle_to_mask
 
 from sam_convex import validation
-from sam_convex.grabcut import GrabCutPredictor
-from sam_convex.loading import CHECKPOINT_URL, EMBED_DIM_TO_TYPE, find_checkpoint, load_sam
+from sam_convex.gradient import GradientProjector
 from sam_convex.projection import ConvexProjector
+from sam_convex.segmenters import SEGMENTERS, choose_segmenter
 
 RAW_COLOUR, CONVEX_COLOUR = (0, 0, 255), (0, 255, 0)  # BGR: red, green
+# Masks must survive a round trip exactly: lossless formats only (JPEG would add grey levels).
+MASK_FORMATS = (".png", ".bmp", ".tif", ".tiff", ".pgm")
+OVERLAY_FORMATS = (*MASK_FORMATS, ".jpg", ".jpeg", ".webp")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> validation.CommandLineParser:
+    parser = validation.CommandLineParser(
         prog="python -m sam_convex",
-        description="Segment one object in IMAGE from point/box prompts (SAM, or GrabCut "
+        description="Segment one object in IMAGE from point/box prompts (SAM, SAM 2, or GrabCut "
         "without a checkpoint) and project the mask onto a convex shape.",
     )
     parser.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, ...)")
@@ -40,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar=("X", "Y"),
-        help="a point on the object (repeatable)",
+        help="a point on the object, in pixels (repeatable)",
     )
     parser.add_argument(
         "--neg-point",
@@ -54,17 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"), help="a box around the object, in pixels"
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--checkpoint",
-        type=Path,
-        metavar="PATH",
-        help="SAM checkpoint (.pth); default: the one found in --checkpoint-dir",
+    parser.add_argument(
+        "--auto",
+        action="store_true",
+        help="segment everything with the automatic mask generator (SAM / SAM 2) instead of one prompted "
+        "object; --out is then a .json of the records",
     )
-    source.add_argument(
+    parser.add_argument(
+        "--min-solidity",
+        type=float,
+        default=None,
+        help="with --auto: project the masks at least this solid (0: all; default: the generator's, see README)",
+    )
+    parser.add_argument(
         "--model",
-        choices=["sam", "grabcut"],
-        help="force SAM (needs a checkpoint) or GrabCut; default: SAM if a checkpoint is found, else GrabCut",
+        choices=SEGMENTERS,
+        help="default: SAM if a SAM checkpoint is given or found in --checkpoint-dir, else "
+        "GrabCut (not SAM); sam2 needs --checkpoint",
+    )
+    parser.add_argument("--checkpoint", type=Path, metavar="PATH", help="SAM (.pth) or SAM 2 (.pt) checkpoint")
+    parser.add_argument(
+        "--config", metavar="NAME", help="SAM 2 config, e.g. sam2.1_hiera_t (default: inferred from the checkpoint)"
     )
     parser.add_argument(
         "--checkpoint-dir",
@@ -79,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="SAM model type; default: inferred from the checkpoint",
     )
     parser.add_argument(
-        "--out", type=Path, required=True, metavar="MASK.png", help="where to write the convex mask (0/255 PNG)"
+        "--out",
+        type=Path,
+        required=True,
+        metavar="MASK.png",
+        help=f"where to write the convex mask (0/255; {', '.join(MASK_FORMATS)}), or with --auto the records (.json)",
     )
     parser.add_argument(
         "--overlay",
@@ -88,9 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the image with raw (red) and convex (green) contours",
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="projection optimiser steps (default: ConvexProjector's)"
+        "--projector",
+        choices=("polygon", "gradient"),
+        default="polygon",
+        help="polygon (default): the exact polygon fit (ConvexProjector); gradient: Adam on the smooth objective "
+        "(GradientProjector)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the projection and GrabCut")
+    parser.add_argument("--seed", type=int, default=0, help="seed of GrabCut (and of the gradient projector)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     return parser
 
 
@@ -99,75 +127,106 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        parser.error(str(err))  # exit code 2, message, no traceback
-    return 2
+    except (OSError, ValueError) as err:  # bad files, prompts, checkpoints, devices
+        parser.fail(err)
 
 
-def run(args: argparse.Namespace) -> int:
-    bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+def run(args) -> int:
+    check_output(args.out, "--out", (".json",) if args.auto else MASK_FORMATS)
+    if args.overlay is not None:
+        check_output(args.overlay, "--overlay", OVERLAY_FORMATS)
+    bgr = read_image(args.image)
+    prompt = None if args.auto else prompts(args, bgr.shape[:2])
+    if args.min_solidity is not None and not args.auto:
+        raise ValueError("--min-solidity is for --auto")
+    if args.projector == "polygon":
+        projector = ConvexProjector(device=args.device, threads=1)
+    else:
+        projector = GradientProjector(seed=args.seed, device=args.device)
+    segmenter = choose_segmenter(
+        args.model, args.checkpoint, args.config, args.checkpoint_dir, args.model_type, args.device
+    )
+    print(f"model: {segmenter.description}")
+    if args.auto:
+        return segment_everything(args, segmenter, projector, bgr)
+    return segment_one(args, segmenter, projector, bgr, *prompt)
+
+
+def segment_one(args, segmenter, projector: ConvexProjector, bgr: np.ndarray, coords, labels, box) -> int:
+    """One prompted object: the convex mask (and the overlay)."""
+    predictor = segmenter.convex_predictor(projector, seed=args.seed)
+    predictor.set_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    # One point is ambiguous (part or whole?): ask for three masks, keep the best scored.
+    multimask = box is None and coords is not None and len(coords) == 1
+    masks, scores, _ = predictor.predict(coords, labels, box, multimask_output=multimask)
+    best = int(np.argmax(scores))
+    convex = np.asarray(masks[best]) > 0
+    raw = np.asarray(torch.as_tensor(predictor.last_sam_logits[best]).cpu()) > 0
+    fit = predictor.last_fit
+    write_image(args.out, convex.astype(np.uint8) * 255)
+    print(
+        f"raw mask: {int(raw.sum())} px, convex mask: {int(convex.sum())} px, "
+        f"projection distance {float(fit.losses[best]):.4g}"
+    )
+    print(f"wrote {args.out}")
+    if args.overlay is not None:
+        write_image(args.overlay, overlay(bgr, raw, convex))
+        print(f"wrote {args.overlay}")
+    return 0
+
+
+def segment_everything(args, segmenter, projector: ConvexProjector, bgr: np.ndarray) -> int:
+    """Every object the automatic mask generator finds: records (JSON) and overlay."""
+    settings = {} if args.min_solidity is None else {"min_solidity": args.min_solidity}
+    generator = segmenter.mask_generator(projector, output_mode="uncompressed_rle", **settings)
+    records = generator.generate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    args.out.write_text(json.dumps(records, default=float))
+    projected = sum(r.get("convex_distance") is not None for r in records)
+    print(f"{len(records)} masks, {projected} projected (solidity >= {generator.min_solidity:g})")
+    print(f"wrote {args.out}")
+    if args.overlay is not None:
+        write_image(args.overlay, records_overlay(bgr, records))
+        print(f"wrote {args.overlay}")
+    return 0
+
+
+def check_output(path: Path, option: str, formats: tuple[str, ...]) -> None:
+    """ValueError unless `path` names a file of a known format in a writable folder."""
+    if str(path) in ("", "."):
+        raise ValueError(f"{option} must name a file, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory; name a file such as {path / ('mask' + formats[0])}")
+    if path.suffix.lower() not in formats:
+        lossy = " (lossy formats would add grey levels to the mask)" if ".png" in formats and option == "--out" else ""
+        raise ValueError(f"{option} {path}: use one of {', '.join(formats)}{lossy}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{option} {path}: its folder is not writable ({err.strerror or err})") from err
+
+
+def read_image(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 BGR, as OpenCV reads it; ValueError naming the file otherwise."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
     if bgr is None:
-        raise ValueError(f"cannot read image {args.image} (missing, or not an image OpenCV can decode)")
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    h, w = image.shape[:2]
+        raise ValueError(f"cannot read image {path} (missing, or not an image OpenCV can decode)")
+    return bgr
 
+
+def prompts(args, image_size: tuple[int, int]):
+    """(points (K, 2) or None, labels (K,) or None, box (4,) or None), checked against
+    the image (points inside it, a box with x0 < x1 and y0 < y1)."""
     points = args.point + args.neg_point
     coords = np.array(points, dtype=np.float64) if points else None
     labels = np.array([1] * len(args.point) + [0] * len(args.neg_point)) if points else None
     box = np.array(args.box, dtype=np.float64) if args.box else None
     if coords is None and box is None:
-        raise ValueError("give a prompt: --point X Y and/or --box X0 Y0 X1 Y1")
+        raise ValueError("give a prompt: --point X Y and/or --box X0 Y0 X1 Y1 (or --auto for every object)")
     if box is None and not args.point:
         raise ValueError("negative points alone do not say which object: add --point or --box")
-    validation.prompts(coords, labels, box, (h, w))
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-
-    predictor, description = choose_predictor(args)
-    print(f"model: {description}")
-    predictor.set_image(image)
-    # One point is ambiguous (part or whole?): ask SAM for three masks, keep its best.
-    multimask = box is None and len(points) == 1
-    logits, scores, _ = predictor.predict(coords, labels, box, multimask_output=multimask, return_logits=True)
-    best = int(np.argmax(scores))
-    raw_logits = np.asarray(logits[best], dtype=np.float32)
-    raw = raw_logits > 0
-
-    kwargs = {} if args.steps is None else {"steps": args.steps}
-    fit = ConvexProjector(seed=args.seed, **kwargs).fit(raw_logits, logits=True)
-    convex = fit.masks[0].cpu().numpy()
-
-    write_png(args.out, convex.astype(np.uint8) * 255)
-    print(
-        f"raw mask: {int(raw.sum())} px, convex mask: {int(convex.sum())} px, "
-        f"projection loss {float(fit.losses[0]):.4g} ({fit.steps} steps)"
-    )
-    print(f"wrote {args.out}")
-    if args.overlay is not None:
-        write_png(args.overlay, overlay(bgr, raw, convex))
-        print(f"wrote {args.overlay}")
-    return 0
-
-
-def choose_predictor(args: argparse.Namespace):
-    """(predictor, description) for --checkpoint / --model / what checkpoints/ holds."""
-    if args.model == "grabcut":
-        return GrabCutPredictor(seed=args.seed), "GrabCut (OpenCV; a classical segmenter, not SAM)"
-    checkpoint = args.checkpoint or find_checkpoint(args.checkpoint_dir)
-    if checkpoint is None:
-        if args.model == "sam":
-            raise FileNotFoundError(
-                f"--model sam: no SAM checkpoint in {args.checkpoint_dir}/; download one from "
-                f"{CHECKPOINT_URL} or pass --checkpoint PATH"
-            )
-        return (
-            GrabCutPredictor(seed=args.seed),
-            f"GrabCut (OpenCV; a classical segmenter, not SAM): no SAM checkpoint in {args.checkpoint_dir}/",
-        )
-    sam = load_sam(checkpoint, args.model_type)
-    width = sam.image_encoder.patch_embed.proj.out_channels
-    kind = args.model_type or EMBED_DIM_TO_TYPE.get(width, f"custom ViT width {width}")
-    return SamPredictor(sam), f"SAM {kind} from {checkpoint} on {sam.device}"
+    return validation.prompts(coords, labels, box, image_size)
 
 
 def overlay(bgr: np.ndarray, raw: np.ndarray, convex: np.ndarray) -> np.ndarray:
@@ -180,11 +239,22 @@ def overlay(bgr: np.ndarray, raw: np.ndarray, convex: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def records_overlay(bgr: np.ndarray, records: list[dict]) -> np.ndarray:
+    """The image with every record's mask outlined, projected (convex) ones also filled."""
+    out = bgr.copy()
+    colours = np.random.default_rng(0).integers(64, 256, (max(1, len(records)), 3))
+    for record, colour in zip(records, colours):
+        mask = rle_to_mask(record["segmentation"])
+        if record.get("convex_distance") is not None:
+            out[mask] = (0.5 * out[mask] + 0.5 * colour).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), 1)
+    return out
+
+
+def write_image(path: Path, array: np.ndarray) -> None:
     if not cv2.imwrite(str(path), array):
-        raise ValueError(f"cannot write {path} (use a .png name in a writable folder)")
+        raise ValueError(f"cannot write {path}")
 
 
 if __name__ == "__main__":

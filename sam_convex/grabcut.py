@@ -107,11 +107,15 @@ class GrabCutPredictor:
 
         seeds = self._seed_mask(points, labels, box, mask_input)
         if not np.isin(seeds, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
-            # GrabCut cannot build a background model from nothing: lend it the border.
-            seeds[[0, -1], :] = cv2.GC_PR_BGD
-            seeds[:, [0, -1]] = cv2.GC_PR_BGD
-        if not np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).any():
-            fg = np.zeros((h, w), bool)
+            # GrabCut cannot build a background model from nothing: lend it the border,
+            # except where the prompts say "certainly object".
+            border = np.zeros((h, w), bool)
+            border[[0, -1], :] = border[:, [0, -1]] = True
+            seeds[border & (seeds != cv2.GC_FGD)] = cv2.GC_PR_BGD
+        has_fg = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
+        has_bg = np.isin(seeds, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
+        if not (has_fg and has_bg):  # nothing to separate: the prompts decide alone
+            fg = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
         else:
             cv2.setRNGSeed(self.seed % 2**31)  # OpenCV takes a signed 32-bit int
             bgd_model = np.zeros((1, 65), np.float64)
@@ -133,8 +137,8 @@ class GrabCutPredictor:
             m = np.asarray(mask_input, dtype=np.float32)
             if m.ndim == 3 and m.shape[0] == 1:
                 m = m[0]
-            if m.ndim != 2 or not np.isfinite(m).all():
-                raise ValueError(f"mask_input must be finite (1, h, w) or (h, w) logits, got {m.shape}")
+            if m.ndim != 2 or m.size == 0 or not np.isfinite(m).all():
+                raise ValueError(f"mask_input must be finite, non-empty (1, h, w) or (h, w) logits, got {m.shape}")
             m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
             seeds[m > 0] = cv2.GC_PR_FGD
         if box is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,6 +57,28 @@ class ICNN(nn.Module):
         self.w_out_x = nn.Parameter(torch.zeros(n, 2, 1))
         self.b_out = nn.Parameter(torch.zeros(n, 1, 1))
         self.reset_random()
+
+    @classmethod
+    def from_weights(
+        cls,
+        w_x: np.ndarray | torch.Tensor,
+        b: np.ndarray | torch.Tensor,
+        w_z: np.ndarray | torch.Tensor,
+        w_out_z: np.ndarray | torch.Tensor,
+        w_out_x: np.ndarray | torch.Tensor,
+        b_out: np.ndarray | torch.Tensor,
+    ) -> ICNN:
+        """A batch holding the given weights (float32), shapes as in `__init__`:
+        w_x (depth, N, 2, h), b (depth, N, 1, h), w_z (depth - 1, N, h, h),
+        w_out_z (N, h, 1), w_out_x (N, 2, 1), b_out (N, 1, 1). No random start is drawn."""
+        net = cls.__new__(cls)
+        nn.Module.__init__(net)
+        net.depth, net.num_nets, _, net.width = (int(d) for d in w_x.shape)
+        for name, value in zip(
+            ("w_x", "b", "w_z", "w_out_z", "w_out_x", "b_out"), (w_x, b, w_z, w_out_z, w_out_x, b_out)
+        ):
+            setattr(net, name, nn.Parameter(torch.as_tensor(np.ascontiguousarray(value, np.float32))))
+        return net
 
     @torch.no_grad()
     def reset_random(self, generator: torch.Generator | None = None) -> None:

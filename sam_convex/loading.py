@@ -14,6 +14,8 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import Sam
 
+from sam_convex import validation
+
 CHECKPOINT_URL = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
 # Official checkpoint file names, in the order `find_checkpoint` prefers them.
 OFFICIAL_CHECKPOINTS = {
@@ -84,6 +86,7 @@ def load_sam(checkpoint: str | Path, model_type: str | None = None, device: str 
             model type(s) tried.
     """
     path = Path(checkpoint)
+    target = validation.device("device", device) or default_device()
     if not path.is_file():
         raise FileNotFoundError(
             f"SAM checkpoint not found: {path}. Download an official checkpoint "
@@ -122,11 +125,34 @@ def load_sam(checkpoint: str | Path, model_type: str | None = None, device: str 
     errors = []
     for name in tried:
         sam = sam_model_registry[name]()
-        try:
-            sam.load_state_dict(state_dict)
-        except RuntimeError as err:
-            errors.append(f"{name}: {str(err).splitlines()[0]}")
+        mismatch = state_dict_mismatch(sam, state_dict)
+        if mismatch:
+            errors.append(f"{name}: {mismatch}")
             continue
+        sam.load_state_dict(state_dict)
         sam.eval()
-        return sam.to(torch.device(device) if device is not None else default_device())
+        return sam.to(target)
     raise ValueError(f"weights in {path} do not fit SAM model type(s) tried: {', '.join(tried)} ({'; '.join(errors)})")
+
+
+def state_dict_mismatch(model: torch.nn.Module, state_dict: dict, shown: int = 3) -> str:
+    """'' when `state_dict` fits `model` exactly, else what does not fit: the first
+    missing and unexpected keys and shape mismatches, with their counts."""
+    expected = model.state_dict()
+    parts = []
+    for what, keys in (
+        ("missing keys", [k for k in expected if k not in state_dict]),
+        ("unexpected keys", [k for k in state_dict if k not in expected]),
+    ):
+        if keys:
+            parts.append(f"{len(keys)} {what} ({', '.join(keys[:shown])}{', ...' if len(keys) > shown else ''})")
+    shapes = [
+        f"{k} {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape
+    ]
+    if shapes:
+        parts.append(
+            f"{len(shapes)} shape mismatches ({'; '.join(shapes[:shown])}{'; ...' if len(shapes) > shown else ''})"
+        )
+    return ", ".join(parts)

@@ -33,10 +33,16 @@ class SamConvexPredictor:
     """Drop-in for `segment_anything.SamPredictor` that returns convex masks.
 
     Args:
-        sam_model: a `Sam` model (e.g. from `load_sam` or segment-anything's registry).
+        sam_model: a SAM-family model with segment-anything's `Sam` interface
+            (`image_encoder` with `img_size`, `prompt_encoder`, `mask_decoder`,
+            `preprocess`, `postprocess_masks`, ...: segment-anything's `Sam`, MobileSAM's),
+            wrapped in segment-anything's own `SamPredictor`; or a ready predictor with
+            SamPredictor's `set_image` / `predict` surface (HQ-SAM's or EdgeSAM's
+            predictor, `GrabCutPredictor`), used as it is.
         projector: the `ConvexProjector` used for every call; default
             `ConvexProjector()` (its own defaults).
-        project: False makes every method return exactly what `SamPredictor` returns.
+        project: False makes every method return exactly what the wrapped predictor
+            returns.
 
     With `project=True`, `predict` / `predict_torch` return:
       * masks: the ICNN projection of each of SAM's masks, {G <= 0}, a convex set;
@@ -51,16 +57,23 @@ class SamConvexPredictor:
     the SAM logits it was fitted on in `last_sam_logits`.
     """
 
-    def __init__(self, sam_model: Sam, projector: ConvexProjector | None = None, project: bool = True) -> None:
-        # Duck-typed like SamPredictor, so SAM variants with their own Sam class work too.
-        needed = ("image_encoder", "prompt_encoder", "mask_decoder", "postprocess_masks")
-        if not all(hasattr(sam_model, name) for name in needed):
-            raise ValueError(
-                f"sam_model must be a SAM model (segment_anything.modeling.Sam), got {type(sam_model).__name__}"
-            )
-        self.sam_predictor = SamPredictor(sam_model)
-        self.model = sam_model
-        self.transform = self.sam_predictor.transform
+    def __init__(self, sam_model: Sam | object, projector: ConvexProjector | None = None, project: bool = True) -> None:
+        if hasattr(getattr(sam_model, "model", sam_model), "sam_mask_decoder"):
+            raise ValueError("sam_model is SAM 2 (model or predictor): use Sam2ConvexPredictor")
+        if hasattr(sam_model, "set_image") and hasattr(sam_model, "predict"):
+            self.sam_predictor = sam_model
+            self.model = getattr(sam_model, "model", None)
+        else:
+            # Duck-typed like SamPredictor, so SAM variants with their own Sam class work too.
+            needed = ("image_encoder", "prompt_encoder", "mask_decoder", "postprocess_masks")
+            if not all(hasattr(sam_model, name) for name in needed):
+                raise ValueError(
+                    "sam_model must be a SAM model with segment-anything's Sam interface, or a predictor with "
+                    f"set_image/predict; got {type(sam_model).__name__}"
+                )
+            self.sam_predictor = SamPredictor(sam_model)
+            self.model = sam_model
+        self.transform = getattr(self.sam_predictor, "transform", None)
         self.projector = projector if projector is not None else ConvexProjector()
         self.project = bool(project)
         self.last_fit: ConvexFit | None = None
@@ -100,7 +113,7 @@ class SamConvexPredictor:
 
     @property
     def device(self) -> torch.device:
-        return self.sam_predictor.device
+        return getattr(self.sam_predictor, "device", torch.device("cpu"))
 
     @property
     def is_image_set(self) -> bool:
@@ -142,8 +155,14 @@ class SamConvexPredictor:
             scores: (C,) float32, SAM's predicted IoU of its own masks.
             low_res_logits: (C, 256, 256) float32, SAM's, usable as `mask_input`.
         """
-        if point_coords is not None:
-            _check_points(point_coords, point_labels, batched=False)
+        point_coords, point_labels, box, mask_input = _check_prompts(
+            point_coords, point_labels, box, mask_input, self._mask_input_size(), batched=False
+        )
+        if self.project and getattr(self.sam_predictor, "original_size", None) is not None:
+            # A point off the image or an inverted box is a mistake the projection would
+            # silently turn into a confident convex mask; SamPredictor itself (project=False)
+            # accepts them, and so does this wrapper then.
+            _check_extent(point_coords, box, self.original_size)
         if not self.project:
             return self.sam_predictor.predict(
                 point_coords, point_labels, box, mask_input, multimask_output, return_logits
@@ -151,8 +170,7 @@ class SamConvexPredictor:
         sam_logits, scores, low_res = self.sam_predictor.predict(
             point_coords, point_labels, box, mask_input, multimask_output, return_logits=True
         )
-        masks, logits = self._project(torch.from_numpy(sam_logits).to(self.device))
-        out = logits if return_logits else masks
+        out = self._project(torch.from_numpy(sam_logits).to(self.device), return_logits)
         return out.cpu().numpy(), scores, low_res
 
     @torch.no_grad()
@@ -175,8 +193,9 @@ class SamConvexPredictor:
             scores: (B, C) float32, SAM's.
             low_res_logits: (B, C, 256, 256) float32, SAM's.
         """
-        if point_coords is not None:
-            _check_points(point_coords, point_labels, batched=True)
+        point_coords, point_labels, boxes, mask_input = _check_prompts(
+            point_coords, point_labels, boxes, mask_input, self._mask_input_size(), batched=True
+        )
         if not self.project:
             return self.sam_predictor.predict_torch(
                 point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
@@ -185,26 +204,67 @@ class SamConvexPredictor:
             point_coords, point_labels, boxes, mask_input, multimask_output, return_logits=True
         )
         b, c, h, w = sam_logits.shape
-        masks, logits = self._project(sam_logits.reshape(b * c, h, w))
-        out = logits if return_logits else masks
+        out = self._project(sam_logits.reshape(b * c, h, w), return_logits)
         return out.reshape(b, c, h, w), scores, low_res
 
-    def _project(self, sam_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mask_input_size(self) -> tuple[int | None, int | None]:
+        """(h, w) of SAM's low-res mask_input; any size for predictors without a SAM model."""
+        encoder = getattr(self.model, "prompt_encoder", None)
+        return tuple(encoder.mask_input_size) if encoder is not None else (None, None)
+
+    def _project(self, sam_logits: torch.Tensor, return_logits: bool) -> torch.Tensor:
         """One batched fit of (N, H, W) full-resolution SAM logits (padding already
-        removed by postprocess_masks); returns (N, H, W) bool masks and float32 -G."""
+        removed by postprocess_masks); returns (N, H, W) bool masks, or the float32 -G
+        (rendered only then: 4 bytes per pixel)."""
         fit = self.projector.fit(sam_logits.float(), logits=True)
         self.last_fit, self.last_sam_logits = fit, sam_logits
-        return fit.masks, fit.logits
+        return fit.logits if return_logits else fit.masks
 
 
-def _check_points(point_coords, point_labels, batched: bool) -> None:
-    """ValueError for point prompts SamPredictor would only assert on."""
-    want = "(B, K, 2)" if batched else "(K, 2)"
-    ndim = 3 if batched else 2
-    if point_labels is None:
-        raise ValueError("point_labels must be supplied if point_coords is supplied")
-    coords_shape, labels_shape = tuple(np.shape(point_coords)), tuple(np.shape(point_labels))
-    if len(coords_shape) != ndim or coords_shape[-1] != 2:
-        raise ValueError(f"point_coords must have shape {want} as (x, y), got {coords_shape}")
-    if labels_shape != coords_shape[:-1]:
-        raise ValueError(f"point_labels must have shape {coords_shape[:-1]}, got {labels_shape}")
+def _as_prompt(name: str, value, shape: tuple, batched: bool):
+    """`value` (array-like or tensor) checked for shape (None = any size) and finiteness;
+    numpy in (lists become numpy) for predict, tensors kept for predict_torch."""
+    if value is None:
+        return None
+    arr = value if batched and isinstance(value, torch.Tensor) else np.asarray(value)
+    try:
+        finite = bool(torch.isfinite(torch.as_tensor(arr).float()).all())
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be numbers, got {type(value).__name__}") from err
+    want = "(" + ", ".join("*" if n is None else str(n) for n in shape) + ")"
+    if len(arr.shape) != len(shape) or any(n is not None and n != m for n, m in zip(shape, arr.shape)):
+        raise ValueError(f"{name} must have shape {want}, got {tuple(arr.shape)}")
+    if not finite:
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _check_extent(point_coords, box, image_size: tuple[int, int]) -> None:
+    """ValueError for points outside [0, W] x [0, H] or a box that is empty or leaves it."""
+    h, w = image_size
+    if point_coords is not None:
+        x, y = point_coords[:, 0], point_coords[:, 1]
+        outside = (x < 0) | (x > w) | (y < 0) | (y > h)
+        if outside.any():
+            raise ValueError(f"point(s) {point_coords[outside].tolist()} lie outside the {w}x{h} image")
+    if box is not None:
+        x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4)
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise ValueError(f"box {np.asarray(box).tolist()} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}")
+
+
+def _check_prompts(point_coords, point_labels, box, mask_input, mask_size: tuple[int, int], batched: bool):
+    """ValueError naming the bad argument for prompts segment-anything would crash on or
+    turn into NaN masks: wrong shapes, NaN/inf, labels without points. Points outside the
+    image and boxes with x1 < x0 stay accepted, as SamPredictor accepts them. Returns the
+    prompts, Python lists turned into numpy arrays."""
+    lead = (None,) if batched else ()
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels must be given together")
+    coords = _as_prompt("point_coords", point_coords, (*lead, None, 2), batched)
+    labels = None
+    if coords is not None:
+        labels = _as_prompt("point_labels", point_labels, tuple(coords.shape[:-1]), batched)
+    box = _as_prompt("boxes" if batched else "box", box, (*lead, 4), batched)
+    mask_input = _as_prompt("mask_input", mask_input, (*lead, 1, *mask_size), batched)
+    return coords, labels, box, mask_input

@@ -8,11 +8,28 @@ callers and commands need to catch one exception type.
 
 from __future__ import annotations
 
+import argparse
 import numbers
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument ends in one line on stderr and exit code 2 (the
+    usage block is for --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def fail(self, err: Exception) -> NoReturn:
+        """Exit 2 with `err` as one line: for bad input found after parsing."""
+        text = " ".join(str(err).split()) or type(err).__name__
+        print(f"{self.prog}: error: {text}", file=sys.stderr)
+        sys.exit(2)
+
 
 # Probabilities that stray this far outside [0, 1] are float rounding (from resizing,
 # softmax, ...), not a caller's mistake; they are clipped instead of refused.
@@ -119,7 +136,7 @@ def probabilities(targets: Any, logits: bool = False, keep_grad: bool = False) -
     lo, hi = float(values.min()), float(values.max())
     if lo < -PROBABILITY_SLACK or hi > 1 + PROBABILITY_SLACK:
         raise ValueError(
-            f"targets must be probabilities in [0, 1], got values in [{lo:.9g}, {hi:.9g}]; "
+            f"targets must be probabilities in [0, 1], got values in [{lo:.7g}, {hi:.7g}]; "
             "pass logits=True for logits, or a bool mask"
         )
     return t.clamp(0, 1) if lo < 0 or hi > 1 else t

@@ -13,15 +13,16 @@ import pytest
 from PIL import Image
 from skimage.filters import gaussian
 
-from eval.corruptions import __main__ as command
 from eval.corruptions import harness
 from eval.corruptions.corrupt import CORRUPTIONS, corrupt, glass_blur
 from eval.corruptions.prompts import make_prompt
 from eval.datasets import Sample
 from eval.scenes import write_scenes
 from sam_convex import ConvexProjector
+from sam_convex.segmenters import Segmenter
 
 from tiny_sam import tiny_sam
+from tiny_sam2 import tiny_sam2
 
 NOISY = {"spatter", "impulse_noise", "shot_noise", "gaussian_noise", "glass_blur"}
 
@@ -94,7 +95,7 @@ def small_run(data, out, **kw):
         "model": "grabcut",
         "corruptions": ["spatter", "gaussian_noise"],
         "out": out,
-        "projector": ConvexProjector(steps=50, grid=32),
+        "projector": ConvexProjector(),
         "progress": False,
         **kw,
     }
@@ -143,43 +144,33 @@ def test_resume_after_interrupt_gives_same_table(data, tmp_path):
     assert len(fresh) == 6
 
 
-def test_bad_arguments(data, tmp_path, capsys):
+def test_bad_arguments(data, tmp_path):
+    """run() refuses bad settings before it computes (the command's table is in test_commands)."""
     with pytest.raises(ValueError, match="1, 2, 3, 4, 5"):
         small_run(data, tmp_path, severity=0)
     with pytest.raises(ValueError, match="valid: spatter, contrast"):
         small_run(data, tmp_path, corruptions=["fog"])
-    with pytest.raises(SystemExit):
-        command.main(["--severity", "6"])
-    assert "1, 2, 3, 4, 5" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        command.main(["--corruptions", "spatter,snow"])
-    assert "snow" in capsys.readouterr().err
-    assert (
-        command.main(
-            ["--dataset", "convexitydb", "--data", str(tmp_path / "none"), "--model", "grabcut", "--out", str(tmp_path)]
-        )
-        == 2
-    )
-    assert "user_scribbles/scribbleMask_<i>.png" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=r"user_scribbles/scribbleMask_<i>\.png"):
+        small_run(tmp_path / "none", tmp_path)
 
 
 class EmptyPredictor:
     """Predicts nothing: logits -5 everywhere."""
 
-    def set_image(self, image):
+    def set_image(self, image, image_format="RGB"):
         self.shape = image.shape[:2]
 
-    def predict(self, **kw):
+    def predict(self, *args, **kw):
         logits = np.full((1, *self.shape), -5.0, np.float32)
         return logits, np.zeros(1, np.float32), logits
 
 
 def test_empty_prediction_and_empty_gt_are_counted():
-    model = harness.Model("empty", "Empty", "predicts nothing", "none", lambda s: EmptyPredictor())
+    model = Segmenter("sam", "Empty", "predicts nothing", "none", EmptyPredictor())
     image = np.full((40, 48, 3), 90, np.uint8)
     gt = np.zeros((40, 48), bool)
     gt[10:20, 10:20] = True
-    proj = ConvexProjector(steps=5, grid=16)
+    proj = ConvexProjector()
     prompt = {"point_coords": np.array([[15.0, 15.0]]), "point_labels": np.array([1]), "box": None}
     record, _masks = harness.evaluate_item(Sample("a", image, gt, None), "contrast", 5, 0, model, prompt, proj)
     assert record["iou"] == dict.fromkeys(harness.METHODS, 0.0)
@@ -192,14 +183,14 @@ def test_empty_prediction_and_empty_gt_are_counted():
 def test_sam_path_feeds_full_resolution_logits():
     """segment_anything's SamPredictor (a tiny random SAM) behind the harness: the prompt
     dict is accepted and proj_S sees (H, W) logits of the original image size."""
-    model = harness.sam_model(tiny_sam(), "tiny")
+    model = Segmenter("sam", "SAM", "tiny random SAM", "none", tiny_sam())
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (48, 72, 3), dtype=np.uint8)
     gt = np.zeros((48, 72), bool)
     gt[10:30, 20:50] = True
     s = Sample("t", image, gt, None)
     prompt = make_prompt(s, "points+box", 2)
-    record, masks = harness.evaluate_item(s, "shot_noise", 5, 0, model, prompt, ConvexProjector(steps=5, grid=16))
+    record, masks = harness.evaluate_item(s, "shot_noise", 5, 0, model, prompt, ConvexProjector())
     assert all(m.shape == gt.shape and m.dtype == bool for m in masks.values())
     assert all(0.0 <= v <= 1.0 for v in record["iou"].values())
     assert record["area"]["raw"] > 0  # logit_scale makes the random SAM confident
@@ -208,7 +199,7 @@ def test_sam_path_feeds_full_resolution_logits():
 def test_every_projector_setting_is_in_the_cache_key(tmp_path):
     """Changing any ConvexProjector setting must give a fresh cache directory, or a
     run would silently reuse results computed with other settings."""
-    model = harness.Model("grabcut", "GrabCut", "", "none", lambda seed: None)
+    model = Segmenter("grabcut", "GrabCut", "", "none")
     base = ConvexProjector()
 
     def directory(projector):
@@ -221,6 +212,57 @@ def test_every_projector_setting_is_in_the_cache_key(tmp_path):
             changed = dataclasses.replace(base, device="cpu")
         elif field.name == "fine_steps":
             changed = dataclasses.replace(base, fine_steps=None)
+        elif field.name == "threads":
+            changed = dataclasses.replace(base, threads=3)
         else:
             changed = dataclasses.replace(base, **{field.name: other[type(value)] + value})
         assert directory(changed) != directory(base), field.name
+
+
+def _damage(path, how):
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "json list":
+        path.write_text("[1, 2, 3]")
+    elif how == "missing field":
+        record = json.loads(path.read_text())
+        del record["iou"]
+        path.write_text(json.dumps(record))
+    elif how == "wrong npz keys":
+        np.savez_compressed(path.with_suffix(""), other=np.zeros(3))
+        path.with_suffix("").with_suffix(".npz").replace(path)
+
+
+@pytest.mark.parametrize(
+    "suffix,how",
+    [
+        (".json", "truncated"),
+        (".json", "empty"),
+        (".json", "json list"),
+        (".json", "missing field"),
+        (".npz", "truncated"),
+        (".npz", "wrong npz keys"),
+    ],
+)
+def test_damaged_cache_entries_are_recomputed(data, tmp_path, suffix, how):
+    reference = small_run(data, tmp_path / "rep")["csv"].read_bytes()
+    cache = next((tmp_path / "rep" / ".cache").glob("corruptions_sev5/*"))
+    victim = sorted(cache.glob(f"img_0__*{suffix}"))[0]
+    _damage(victim, how)
+    recomputed = []
+    with pytest.warns(UserWarning, match=f"{victim.name}.*recomputing"):
+        paths = small_run(data, tmp_path / "rep", on_item=recomputed.append)
+    assert len(recomputed) == 1
+    assert paths["csv"].read_bytes() == reference
+
+
+def test_sam2_end_to_end(data, tmp_path):
+    """The harness behind Sam2ConvexPredictor: a tiny random SAM 2 through the whole run."""
+    segmenter = Segmenter("sam2", "SAM 2", "tiny random SAM 2", "none", tiny_sam2(image_size=128))
+    paths = small_run(data, tmp_path / "rep", segmenter=segmenter, corruptions=["contrast"])
+    df = pd.read_csv(paths["csv"])
+    assert len(df) == 2 * 2 * 4 and (df["model"] == "sam2").all()
+    assert df["iou"].between(0, 1).all()
+    assert "| proj_S(SAM 2) |" in paths["markdown"].read_text()

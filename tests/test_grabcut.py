@@ -89,6 +89,8 @@ def test_grabcut_errors(scene):
         (dict(point_coords=np.array([[5.0, 5.0]]), point_labels=np.array([1, 0])), "point_labels"),
         (dict(point_coords=np.array([[5.0, 5.0]]), point_labels=np.array([2])), "point_labels"),
         (dict(point_coords=np.array([[5.0, 5.0]])), "together"),
+        (dict(box=np.array([10.0, 10.0, 50.0, 50.0]), mask_input=np.zeros((1, 0, 0))), "non-empty"),
+        (dict(box=np.array([10.0, 10.0, 50.0, 50.0]), mask_input=np.full((1, 8, 8), np.nan)), "finite"),
     ]
     for prompt, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -121,3 +123,12 @@ def test_grabcut_accepts_seeds_beyond_32_bits(scene):
     predictor.set_image(scene[0])
     masks, _, _ = predictor.predict(box=np.array([50.0, 40.0, 180.0, 130.0]))
     assert masks.shape == (1,) + scene[0].shape[:2] and masks.any()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (2, 2)])
+def test_tiny_images_keep_a_positive_point(size):
+    """On images too small for GrabCut's border trick, a clicked pixel stays object."""
+    predictor = GrabCutPredictor()
+    predictor.set_image(np.full((*size, 3), 120, np.uint8))
+    masks, scores, logits = predictor.predict(point_coords=np.array([[0.0, 0.0]]), point_labels=np.array([1]))
+    assert masks[0, 0, 0] and scores[0] == 1.0 and logits[0, 0, 0] > 0

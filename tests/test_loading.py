@@ -71,7 +71,12 @@ def test_load_sam_mismatch_corrupt_missing(tmp_path, monkeypatch, tiny_state):
     monkeypatch.setitem(loading.sam_model_registry, "vit_b", lambda: tiny_sam(embed_dim=48))
     path = tmp_path / "sam_vit_b_01ec64.pth"
     torch.save(tiny_state, path)
-    with pytest.raises(ValueError, match="vit_b"):
+    with pytest.raises(ValueError, match=r"vit_b: 18 shape mismatches \(image_encoder\.pos_embed"):
+        load_sam(path)
+    partial = dict(list(tiny_sam(embed_dim=48).state_dict().items())[5:])
+    partial["extra.weight"] = torch.zeros(1)
+    torch.save(partial, path)
+    with pytest.raises(ValueError, match=r"5 missing keys \(image_encoder\..*1 unexpected keys \(extra\.weight\)"):
         load_sam(path)
 
     garbage = tmp_path / "garbage.pth"
@@ -101,3 +106,11 @@ def test_find_checkpoint(tmp_path):
     assert find_checkpoint(str(tmp_path)) == tmp_path / "sam_vit_b_01ec64.pth"
     (tmp_path / "sam_vit_h_4b8939.pth").write_bytes(b"")
     assert find_checkpoint(tmp_path) == tmp_path / "sam_vit_h_4b8939.pth"
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "nonsense", "meta"])
+def test_load_sam_checks_the_device_before_reading(tmp_path, device):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that device")
+    with pytest.raises(ValueError, match="device"):
+        load_sam(tmp_path / "missing.pth", device=device)  # the device is refused first

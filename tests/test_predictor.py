@@ -25,7 +25,7 @@ PROMPTS = {
 
 
 def small_projector():
-    return ConvexProjector(grid=32, steps=60)
+    return ConvexProjector()
 
 
 @pytest.fixture(scope="module")
@@ -239,9 +239,10 @@ def test_from_checkpoint_and_errors(tmp_path, monkeypatch, sam, image):
     monkeypatch.setitem(loading.sam_model_registry, "vit_b", lambda: tiny_sam(seed=5))
     path = tmp_path / "sam_vit_b_01ec64.pth"
     torch.save(sam.state_dict(), path)
-    predictor = SamConvexPredictor.from_checkpoint(path, device="cpu", projector=small_projector())
+    projector = small_projector()
+    predictor = SamConvexPredictor.from_checkpoint(path, device="cpu", projector=projector)
     assert all(torch.equal(v, sam.state_dict()[k]) for k, v in predictor.model.state_dict().items())
-    assert predictor.project and predictor.projector.steps == 60
+    assert predictor.project and predictor.projector is projector
 
     with pytest.raises(ValueError, match="Sam"):
         SamConvexPredictor("not a model")
@@ -272,3 +273,54 @@ def test_cuda_model_is_projected_on_its_device(image):
     coords = torch.as_tensor(t.apply_coords(np.array([[[80.0, 40.0]]]), (H, W)), dtype=torch.float, device="cuda")
     out, _, _ = predictor.predict_torch(coords, torch.ones(1, 1, dtype=torch.int, device="cuda"))
     assert out.device.type == "cuda" and out.shape == (1, 3, H, W)
+
+
+LOW_RES = (1, 64, 64)  # the tiny SAM's mask_input size (256 frame / 4)
+
+
+@pytest.mark.parametrize("project", [True, False])
+@pytest.mark.parametrize(
+    "prompt,match",
+    [
+        (dict(point_coords=np.array([[np.nan, 2.0]]), point_labels=np.array([1])), "point_coords contains NaN"),
+        (dict(point_coords=np.array([[1.0, 2.0]]), point_labels=np.array([np.inf])), "point_labels contains NaN"),
+        (dict(box=np.array([1.0, np.nan, 5.0, 6.0])), "box contains NaN"),
+        (dict(box=np.array([1.0, 2.0, 5.0])), r"box must have shape \(4\)"),
+        (dict(box=np.zeros((2, 4))), r"box must have shape \(4\)"),
+        (dict(box=[1, 2, 30, 40], mask_input=np.full(LOW_RES, np.nan, np.float32)), "mask_input contains NaN"),
+        (
+            dict(box=[1, 2, 30, 40], mask_input=np.zeros((1, 32, 32), np.float32)),
+            r"mask_input must have shape \(1, 64, 64\)",
+        ),
+        (dict(point_coords=[[1.0, 2.0]]), "given together"),
+        (dict(point_coords=[["a", "b"]], point_labels=[1]), "point_coords must be numbers"),
+    ],
+)
+def test_bad_prompts_name_the_argument(sam, image, prompt, match, project):
+    predictor = SamConvexPredictor(sam, small_projector(), project=project)
+    predictor.set_image(image)
+    with pytest.raises(ValueError, match=match):
+        predictor.predict(**prompt)
+
+
+def test_list_prompts_and_upstream_quirks_are_accepted(sam, image):
+    """Python lists work; with project=False, points outside the image and a reversed box
+    are accepted as SamPredictor accepts them (its output bit for bit); with projection
+    on they are refused."""
+    predictor = SamConvexPredictor(sam, small_projector(), project=False)
+    upstream = SamPredictor(sam)
+    predictor.set_image(image)
+    upstream.set_image(image)
+    prompt = dict(point_coords=[[300.0, -5.0], [80.0, 40.0]], point_labels=[1, 1], box=[120.0, 80.0, 30.0, 20.0])
+    ours = predictor.predict(**prompt)
+    theirs = upstream.predict(**{k: np.asarray(v) for k, v in prompt.items()})
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+    projected = SamConvexPredictor(sam, small_projector())
+    projected.set_image(image)
+    with pytest.raises(ValueError, match=r"outside the 160x96 image"):
+        projected.predict(**prompt)
+    with pytest.raises(ValueError, match="0 <= x0 < x1"):
+        projected.predict(box=prompt["box"])
+    masks, _, _ = projected.predict(point_coords=[[80.0, 40.0]], point_labels=[1])
+    assert masks.shape == (3, H, W) and all(is_convex(m) for m in masks)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from eval.corruptions.corrupt import CORRUPTIONS, SEVERITIES
-from eval.corruptions.harness import MODELS, run
+from eval.corruptions.harness import PROJECTORS, run
 from eval.corruptions.prompts import PROMPTS
 from eval.datasets import DATASETS
+from sam_convex.segmenters import SEGMENTERS
+from sam_convex.validation import CommandLineParser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CommandLineParser:
+    parser = CommandLineParser(
         prog="python -m eval.corruptions",
         description="Mean IoU of a predictor (SAM, or GrabCut without a checkpoint) and of "
         "proj_S and baselines applied to its output, clean and under the paper's "
@@ -35,10 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default=None,
-        choices=MODELS,
-        help="default: sam if a checkpoint is given or found in checkpoints/, else grabcut",
+        choices=SEGMENTERS,
+        help="default: sam if a SAM checkpoint is given or found in checkpoints/, else grabcut "
+        "(a classical stand-in, not SAM); sam2 needs --checkpoint",
     )
-    parser.add_argument("--checkpoint", metavar="PATH", default=None, help="SAM checkpoint (.pth)")
+    parser.add_argument("--checkpoint", metavar="PATH", default=None, help="SAM (.pth) or SAM 2 (.pt) checkpoint")
+    parser.add_argument(
+        "--config",
+        metavar="NAME",
+        default=None,
+        help="SAM 2 config, e.g. sam2.1_hiera_t (default: inferred from the checkpoint)",
+    )
     parser.add_argument(
         "--prompt",
         default="points",
@@ -64,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--device", default=None, help="torch device (default cuda if available)")
     parser.add_argument(
-        "--projector-steps",
-        type=int,
-        default=None,
-        metavar="N",
-        help="Adam steps of the projector (default: ConvexProjector's default)",
+        "--projector",
+        default="polygon",
+        choices=PROJECTORS,
+        help="polygon (default): ConvexProjector, the exact polygon fit; gradient: GradientProjector (Adam on "
+        "the smooth objective)",
     )
     parser.add_argument("--out", default="reports", metavar="DIR", help="output directory (default reports/)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached per-item results")
@@ -91,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data,
             model=args.model,
             checkpoint=args.checkpoint,
+            config=args.config,
             prompt=args.prompt,
             corruptions=corruptions,
             limit=args.limit,
@@ -99,11 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             fresh=args.fresh,
             num_points=args.num_points,
-            projector_steps=args.projector_steps,
+            projector=args.projector,
         )
-    except (FileNotFoundError, ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as err:  # bad data, paths, devices, checkpoints
+        parser.fail(err)
     print_summary(paths)
     return 0
 

@@ -15,13 +15,11 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from segment_anything import SamPredictor
 from tqdm import tqdm
 
 from eval import runs
@@ -30,56 +28,14 @@ from eval.corruptions.corrupt import CORRUPTIONS, SEVERITIES, corrupt
 from eval.corruptions.prompts import PROMPTS, has_positive, make_prompt
 from eval.datasets import DATASETS, Sample, load_dataset
 from eval.metrics import iou
-from sam_convex import ConvexProjector, GrabCutPredictor, baselines, find_checkpoint, load_sam, validation
-from sam_convex.loading import EMBED_DIM_TO_TYPE
+from sam_convex import ConvexProjector, GradientProjector, baselines, validation
+from sam_convex.segmenters import Segmenter, choose_segmenter
 
 METHODS = ("raw", "remove_small", "convex_hull", "proj_S")
 CLEAN = "clean"
-MODELS = ("sam", "grabcut")
 CACHE_VERSION = 1
 GRID_IMAGES = 3  # images whose masks are kept for the qualitative figure
 EMPTY_LOGIT = -20.0  # the prediction when the prompt has nothing positive
-
-
-@dataclass
-class Model:
-    """The predictor under test: `make(seed)` returns a ready SamPredictor-like object."""
-
-    name: str  # "sam" or "grabcut"
-    label: str  # how tables name the raw method, e.g. "SAM"
-    description: str
-    checkpoint: str  # path, or "none"
-    make: Callable[[int], object]
-
-
-def sam_model(sam, checkpoint: str) -> Model:
-    """Wrap a loaded `Sam` in segment_anything's own SamPredictor (one for all items)."""
-    kind = EMBED_DIM_TO_TYPE.get(sam.image_encoder.patch_embed.proj.out_channels, "")
-    predictor = SamPredictor(sam)
-    description = f"SAM {kind} (segment_anything.SamPredictor, multimask_output=False) on {sam.device}"
-    return Model("sam", "SAM", description, checkpoint, lambda seed: predictor)
-
-
-def choose_model(model: str | None, checkpoint: str | None, device: str | None) -> Model:
-    """SAM when a checkpoint is given or found in checkpoints/, else GrabCut (unless
-    `model` says which)."""
-    if model is not None:
-        validation.choice("model", model, MODELS)
-    if model == "grabcut":
-        if checkpoint is not None:
-            raise ValueError("--checkpoint is for --model sam; GrabCut takes no checkpoint")
-    else:
-        if checkpoint is None:
-            checkpoint = find_checkpoint()
-            if checkpoint is None and model == "sam":
-                raise FileNotFoundError(
-                    "--model sam needs a SAM checkpoint: pass --checkpoint PATH or put one "
-                    "(e.g. sam_vit_b_01ec64.pth) in checkpoints/ (see checkpoints/README.md)"
-                )
-        if checkpoint is not None:
-            return sam_model(load_sam(checkpoint, device=device), str(checkpoint))
-    description = "GrabCut (sam_convex.GrabCutPredictor, 5 iterations; a classical stand-in, not SAM)"
-    return Model("grabcut", "GrabCut", description, "none", lambda seed: GrabCutPredictor(iterations=5, seed=seed))
 
 
 def condition_image(sample: Sample, condition: str, severity: int, seed: int) -> np.ndarray:
@@ -89,22 +45,43 @@ def condition_image(sample: Sample, condition: str, severity: int, seed: int) ->
     return corrupt(sample.image, condition, severity, runs.derive_seed(seed, sample.name, condition, "corruption"))
 
 
-def predict_logits(
-    sample: Sample, image: np.ndarray, condition: str, seed: int, model: Model, prompt: dict
-) -> np.ndarray:
-    """(H, W) float32 logits of the predictor on `image` (one mask per prompt)."""
+def segment(
+    sample: Sample,
+    image: np.ndarray,
+    condition: str,
+    seed: int,
+    segmenter: Segmenter,
+    prompt: dict,
+    projector: ConvexProjector,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Run the convex drop-in predictor once on `image` (one mask per prompt).
+
+    Returns:
+        the segmenter's raw (H, W) float32 logits, the (H, W) bool proj_S mask, and the
+        projection's fit loss.
+    """
     if not has_positive(prompt):  # nothing to point at: the prediction is empty
-        return np.full(sample.gt.shape, EMPTY_LOGIT, np.float32)
-    predictor = model.make(runs.derive_seed(seed, sample.name, condition, "predictor"))
+        logits = np.full(sample.gt.shape, EMPTY_LOGIT, np.float32)
+        fit = projector.fit(logits, logits=True)
+        return logits, fit.masks[0].cpu().numpy(), float(fit.losses[0])
+    predictor = segmenter.convex_predictor(projector, seed=runs.derive_seed(seed, sample.name, condition, "predictor"))
     predictor.set_image(image)
-    logits, _, _ = predictor.predict(**prompt, multimask_output=False, return_logits=True)
-    return np.asarray(logits[0], dtype=np.float32)
+    masks, _, _ = predictor.predict(**prompt, multimask_output=False)
+    raw = np.asarray(torch.as_tensor(predictor.last_sam_logits).cpu(), dtype=np.float32).reshape(sample.gt.shape)
+    return raw, np.asarray(masks[0]) > 0, float(predictor.last_fit.losses[0])
 
 
 def evaluate_item(
-    sample: Sample, condition: str, severity: int, seed: int, model: Model, prompt: dict, projector: ConvexProjector
+    sample: Sample,
+    condition: str,
+    severity: int,
+    seed: int,
+    segmenter: Segmenter,
+    prompt: dict,
+    projector: ConvexProjector,
 ) -> tuple[dict, dict]:
-    """Corrupt one image, predict once, post-process with every method, score.
+    """Corrupt one image, segment it once (raw logits and proj_S), post-process the raw
+    mask with the baselines, score every method.
 
     Returns:
         (record, masks): record is JSON-able (ious, areas, seeds, timings); masks maps
@@ -115,22 +92,17 @@ def evaluate_item(
     image = condition_image(sample, condition, severity, seed)
     timings["corrupt"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    logits = predict_logits(sample, image, condition, seed, model, prompt)
-    timings["predict"] = time.perf_counter() - t0
-
     seeds = {m: runs.derive_seed(seed, sample.name, condition, m) for m in METHODS}
+    t0 = time.perf_counter()
+    item_projector = seeded(projector, seeds["proj_S"])
+    logits, convex, proj_loss = segment(sample, image, condition, seed, segmenter, prompt, item_projector)
+    timings["predict_and_project"] = time.perf_counter() - t0
+
     raw = logits > 0
     t0 = time.perf_counter()
     masks = {"raw": raw, "remove_small": baselines.remove_small(raw), "convex_hull": baselines.convex_hull(raw)}
     timings["baselines"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    proj = dataclasses.replace(projector, seed=seeds["proj_S"])
-    # The fit is many small operations: one thread is fastest on a CPU.
-    with runs.torch_threads(1 if torch.device(proj.device or "cpu").type == "cpu" else None):
-        fit = proj.fit(logits, logits=True)
-    masks["proj_S"] = fit.masks[0].cpu().numpy()
-    timings["proj_S"] = time.perf_counter() - t0
+    masks["proj_S"] = convex
     record = {
         "image": sample.name,
         "condition": condition,
@@ -138,10 +110,17 @@ def evaluate_item(
         "area": {m: int(masks[m].sum()) for m in METHODS},
         "gt_area": int(sample.gt.sum()),
         "seeds": seeds,
-        "proj_loss": float(fit.losses[0]),
+        "proj_loss": proj_loss,
         "time_s": timings,
     }
     return record, masks
+
+
+def seeded(projector, seed: int):
+    """The projector with `seed` when it draws random numbers (`GradientProjector`);
+    `ConvexProjector`'s polygon fit uses none."""
+    names = {f.name for f in dataclasses.fields(projector)}
+    return dataclasses.replace(projector, seed=seed) if "seed" in names else projector
 
 
 def sample_digest(sample: Sample) -> str:
@@ -159,7 +138,7 @@ def cache_dir(
     severity: int,
     dataset: str,
     data: str | None,
-    model: Model,
+    segmenter: Segmenter,
     prompt: str,
     num_points: int,
     seed: int,
@@ -167,36 +146,60 @@ def cache_dir(
 ) -> Path:
     """Where items are cached: a readable name + a hash of everything that changes an
     item's result (every projector setting included)."""
-    settings = dataclasses.asdict(projector)
+    settings = [type(projector).__name__, dataclasses.asdict(projector)]
     digest = runs.key(
         CACHE_VERSION,
         dataset,
         str(Path(data).resolve()) if data else None,
-        model.name,
-        model.checkpoint,
+        segmenter.kind,
+        segmenter.checkpoint,
         prompt,
         num_points,
         seed,
         settings,
     )
-    name = f"{dataset}-{model.name}-{prompt.replace('+', '_')}-seed{seed}-{digest}"
+    name = f"{dataset}-{segmenter.kind}-{prompt.replace('+', '_')}-seed{seed}-{digest}"
     return Path(out) / ".cache" / f"corruptions_sev{severity}" / name
 
 
+RECORD_FIELDS = {
+    "image": str,
+    "condition": str,
+    "iou": dict,
+    "area": dict,
+    "gt_area": int,
+    "seeds": dict,
+    "time_s": dict,
+    "sample": str,
+}
+
+
 def read_cached(cache: Path, sample: Sample, condition: str, want_masks: bool) -> tuple[dict, dict | None] | None:
-    """(record, masks or None) of a finished item, or None when it is missing or was
-    computed from a different sample (image, GT or scribbles changed)."""
+    """(record, masks or None) of a finished item, or None when it is missing, was
+    computed from a different sample (image, GT or scribbles changed), or is damaged
+    (then a warning names the file and the item is recomputed)."""
     stem = cache / f"{sample.name}__{condition}"
     json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
     if not json_path.exists() or (want_masks and not npz_path.exists()):
         return None
-    record = runs.read_json(json_path)
-    if record.get("sample") != sample_digest(sample):
+    try:
+        record = runs.read_json(json_path)
+        runs.check_fields(record, RECORD_FIELDS)
+        if set(record["iou"]) != set(METHODS) or set(record["area"]) != set(METHODS):
+            raise ValueError(f"methods {sorted(record['iou'])} instead of {sorted(METHODS)}")
+    except ValueError as err:
+        runs.warn_damaged(json_path, err)
+        return None
+    if record["sample"] != sample_digest(sample):
         return None
     if not want_masks:
         return record, None
-    packed, size = runs.read_npz(npz_path), sample.gt.size
-    masks = {m: np.unpackbits(packed[m])[:size].reshape(sample.gt.shape).astype(bool) for m in METHODS}
+    try:
+        packed, size = runs.read_npz(npz_path, keys=METHODS), sample.gt.size
+        masks = {m: np.unpackbits(packed[m])[:size].reshape(sample.gt.shape).astype(bool) for m in METHODS}
+    except ValueError as err:
+        runs.warn_damaged(npz_path, err)
+        return None
     return record, masks
 
 
@@ -208,6 +211,20 @@ def write_cached(cache: Path, sample: Sample, condition: str, record: dict, mask
     if masks is not None:
         runs.write_npz(stem.with_suffix(".npz"), {m: np.packbits(masks[m].ravel()) for m in METHODS})
     runs.write_json(stem.with_suffix(".json"), record)
+
+
+PROJECTORS = ("polygon", "gradient")
+
+
+def make_projector(projector, device: str | None):
+    """A projector object for `run`'s `projector` argument (objects pass through)."""
+    if not isinstance(projector, str):
+        return projector
+    validation.choice("projector", projector, PROJECTORS)
+    if projector == "polygon":  # runs on the CPU, where one thread is fastest
+        return ConvexProjector(device=device, threads=1)
+    on_cpu = validation.device("device", device) in (None, torch.device("cpu")) and not torch.cuda.is_available()
+    return GradientProjector(device=device, threads=1 if on_cpu else None)
 
 
 def check_settings(severity: int, corruptions, prompt: str, dataset: str) -> None:
@@ -227,6 +244,7 @@ def run(
     data: str | None = None,
     model: str | None = None,
     checkpoint: str | None = None,
+    config: str | None = None,
     prompt: str = "points",
     corruptions: list[str] | tuple[str, ...] = CORRUPTIONS,
     limit: int | None = None,
@@ -235,28 +253,30 @@ def run(
     out: str | os.PathLike = "reports",
     fresh: bool = False,
     num_points: int = 3,
-    projector: ConvexProjector | None = None,
-    projector_steps: int | None = None,
+    projector: ConvexProjector | GradientProjector | str | None = None,
+    segmenter: Segmenter | None = None,
     on_item: Callable[[dict], None] | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Run the benchmark and write the report.
 
     Args: as the command-line options (see `eval.corruptions.__main__`); plus
-        projector: the ConvexProjector to use (its seed is replaced per item); default
-            `ConvexProjector()` with `projector_steps` if given.
+        projector: "polygon" (default: `ConvexProjector`), "gradient"
+            (`GradientProjector`), or a projector object (a seed is set per item where
+            it takes one).
+        segmenter: an already loaded `Segmenter` (then model/checkpoint/config are
+            not used).
         on_item: called with each item's record after it is computed and cached.
         progress: show a tqdm progress bar.
     Returns:
         paths of the written files: csv, markdown, meta, bars, deltas, grid.
     """
     check_settings(severity, corruptions, prompt, dataset)
+    runs.check_writable(out)
     started = time.perf_counter()
     samples = load_dataset(dataset, data, limit=limit, seed=seed)
-    chosen = choose_model(model, checkpoint, device)
-    if projector is None:
-        steps = {} if projector_steps is None else {"steps": projector_steps}
-        projector = ConvexProjector(device=device, **steps)
+    chosen = segmenter or choose_segmenter(model, checkpoint, config, device=device)
+    projector = make_projector(projector or "polygon", device)
     conditions = [CLEAN] + [c for c in CORRUPTIONS if c in corruptions]
     cache = cache_dir(Path(out), severity, dataset, data, chosen, prompt, num_points, seed, projector)
     cache.mkdir(parents=True, exist_ok=True)
@@ -288,7 +308,7 @@ def run(
 
     df = results_table(records, severity, seed, chosen, dataset, prompt)
     meta = report.run_metadata(
-        model=chosen,
+        segmenter=chosen,
         dataset=dataset,
         data=data,
         samples=len(samples),
@@ -308,7 +328,7 @@ def run(
 
 
 def results_table(
-    records: list[dict], severity: int, seed: int, model: Model, dataset: str, prompt: str
+    records: list[dict], severity: int, seed: int, segmenter: Segmenter, dataset: str, prompt: str
 ) -> pd.DataFrame:
     """One row per (image, condition, method)."""
     rows = [
@@ -320,8 +340,8 @@ def results_table(
             "iou": r["iou"][m],
             "seed": r["seeds"][m],
             "base_seed": seed,
-            "model": model.name,
-            "checkpoint": model.checkpoint,
+            "model": segmenter.kind,
+            "checkpoint": segmenter.checkpoint,
             "dataset": dataset,
             "prompt": prompt,
             "pred_area": r["area"][m],

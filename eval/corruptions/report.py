@@ -62,7 +62,7 @@ def method_labels(model_label: str) -> dict[str, str]:
 
 
 def run_metadata(
-    model,
+    segmenter,
     dataset: str,
     data,
     samples: int,
@@ -78,10 +78,10 @@ def run_metadata(
 ) -> dict:
     """Everything a reader needs to reproduce or judge a run (JSON-able)."""
     return {
-        "model": model.label,
-        "model_id": model.name,
-        "model_description": model.description,
-        "checkpoint": model.checkpoint,
+        "model": segmenter.label,
+        "model_id": segmenter.kind,
+        "model_description": segmenter.description,
+        "checkpoint": segmenter.checkpoint,
         "dataset": dataset,
         "data": str(data) if data else "(generated, cached)" if dataset == "scenes" else None,
         "images": samples,

@@ -30,7 +30,7 @@ from eval.metrics import iou
 from eval.scribbles import report
 from eval.scribbles.features import resize_channels, semantic_features
 from eval.scribbles.nets import TrainConfig, train_pair
-from sam_convex.projection import ConvexProjector, grid_coords
+from sam_convex.projection import ConvexProjector, grid_coords, limit_threads
 
 FEATURE_SETS = {  # name -> input channel groups
     "rgb+sem": ("rgb", "sem"),
@@ -289,7 +289,7 @@ def run(settings: Settings, command: str = "") -> pd.DataFrame:
         unit="training pair",
         file=sys.stderr,
     )
-    with runs.torch_threads(settings.threads):
+    with limit_threads(settings.threads):
         for idx, sample in enumerate(samples):
             inputs = ImageInputs(sample, settings)
             for features in settings.inputs:

@@ -1,0 +1,527 @@
+"""The polygon fit behind `ConvexProjector`: the hard limit of the paper's objective,
+minimised exactly on the target's pixels over convex polygons, each written as an ICNN.
+
+Objective. For a target p (H, W) and a set C, the paper's distance in its hard limit is
+
+    D(C) = sum_x (p(x) - [x in C])^2 = sum_x p(x)^2 + F(C),   F(C) = sum_{x in C} w(x),
+
+w = 1 - 2p, over the pixel centres x. The fit minimises F over convex polygons.
+
+Representation. A convex K-gon {n_j . x <= h_j} with K <= 2 * width - 1 is exactly
+{G <= 0} of a depth-2 ICNN of eq. (1):
+
+    layer 1:  z1_j = relu(n_j . x - h_j)            j < width        (edges 0 .. width-1)
+    layer 2:  z2_0 = relu(sum_j z1_j)               (W^z column 0 = 1 >= 0)
+              z2_k = relu(n_k . x - h_k)            k >= 1 (W^z column k = 0; edges width ..)
+    output :  G = (s / eps) * sum_k z2_k - s        (w^z_out = s / eps >= 0)
+
+so {G <= 0} is the polygon grown by at most ~eps px. Every edge is centred in the gap
+between the pixel centres it keeps and those it cuts, and eps is a quarter of the
+smallest such margin, so on the pixel centres {G <= 0} is the fitted polygon; -G is s
+inside and falls by s per eps px outside: a hard mask, not a smooth probability map.
+
+The fit, per mask (float64 numpy, no randomness, so a batched call is N single calls):
+  1. Window: the bounding box of {p > 0.5} (exact: every pixel outside it has w >= 0, so
+     intersecting a convex set with the box never makes F worse). Below, coordinates
+     are window-local pixels with the origin at the window's centre.
+  2. Start: the convex hull of the largest component of {p > 0.5} (its outer contour
+     enclosing the most area), circumscribed by `edges` half-planes at uniformly spaced
+     normal angles, pixel centres grown by `grow` px so that lines and single pixels
+     have area.
+  3. Cuts (global moves, which remove bites): on a lattice of block sums of w, the best
+     single half-plane cut of the polygon over `cut_angles` directions and all offsets
+     (exact on the lattice: one histogram per direction) is added while it lowers F by
+     more than `min_cut_gain` x |F(start)|, at most `max_cuts` times.
+  4. Polish: exact block-coordinate descent on F at full resolution, on the pixels near
+     the boundary: every edge takes the best of a few rotations about its centre times
+     every offset within `radius` px, given the other edges (one histogram of projected
+     w per rotation and edge). All edges move at once; if that makes F worse, they move
+     in 3 colour classes of angular non-neighbours instead. `sweeps` sweeps.
+  5. Margins: edges are centred in their pixel gaps (membership unchanged), see above.
+  6. Pocket (`ConvexProjector`): the result is compared with the start and the empty
+     set on the target's own pixels and the best is returned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from sam_convex.icnn import ICNN
+from sam_convex.rendering import decide, evaluate, net_weights
+
+ROTATIONS = (-0.03, -0.01, 0.0, 0.01, 0.03)  # polish: rotations tried (rad) ...
+ROTATION_SCALES = (2.0, 1.0, 0.5)  # ... times this factor in sweep k (the last repeats)
+BIN_WIDTH = 0.05  # polish: offset resolution (px)
+GROW = 0.25  # start: pixel centres grown by this many px
+CUT_ANGLES = 64  # directions tried by the cut search
+CUT_GRID = 64  # lattice (blocks per side) of the cut search
+MIN_CUT_GAIN = 1e-3  # relative to |F(start)|
+
+
+@dataclass
+class Polygon:
+    """Edges {n_j . x <= h_j}, n_j = (cos th_j, sin th_j), in window-local px, and the
+    zero-level tolerance eps (px) of its ICNN."""
+
+    th: np.ndarray
+    h: np.ndarray
+    eps: float
+
+
+@dataclass
+class PolygonFit:
+    """One target's result: kind "empty" (nothing above 0.5), "full" (everything above
+    0.5) or "polygon"; the window as pixel rows r0:r1, cols c0:c1; the fitted polygon
+    and the start's (th, h, centre) for kind "polygon"."""
+
+    kind: str
+    window: tuple[int, int, int, int]
+    polygon: Polygon | None = None
+    start: tuple | None = None
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def edge_offsets(x: np.ndarray, y: np.ndarray, th: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """(K, P) float64 signed offsets n_j . x - h_j of P points to K edges (edge-major)."""
+    return np.cos(th)[:, None] * x[None] + np.sin(th)[:, None] * y[None] - h[:, None]
+
+
+def inside(x: np.ndarray, y: np.ndarray, th: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """(P,) bool: points inside the polygon."""
+    return edge_offsets(x, y, th, h).max(0) <= 0
+
+
+def start_polygon(fg: np.ndarray, edges: int, grow: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Support polygon of the hull of the largest component of an (h, w) bool crop.
+
+    Returns (th (K,), h (K,), centre (2,)) float64, with centre the mean contour point
+    (a point inside).
+    """
+    hh, ww = fg.shape
+    contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # The largest component ~ the outer contour enclosing the most area (a ring counts
+    # its hole); ties: the first, so the choice is deterministic. A 1-px-wide contour
+    # has area 0: then the point count decides.
+    sizes = [(cv2.contourArea(c), len(c)) for c in contours]
+    pts = contours[max(range(len(contours)), key=lambda k: sizes[k])].reshape(-1, 2)
+    pts = pts.astype(np.float64) + 0.5 - np.array([ww / 2, hh / 2])
+    angles = 2 * np.pi * np.arange(edges) / edges
+    normals = np.stack([np.cos(angles), np.sin(angles)], 1)
+    h = (pts @ normals.T).max(0) + grow * (np.abs(normals[:, 0]) + np.abs(normals[:, 1]))
+    return angles, h, pts.mean(0)
+
+
+def vertices(th: np.ndarray, h: np.ndarray, centre=None) -> tuple[np.ndarray | None, np.ndarray]:
+    """Vertices (V, 2) of the bounded polygon in counter-clockwise order (None if it is
+    empty or degenerate) and the indices of its active edges.
+
+    With a point `centre` strictly inside, the active edges are the vertices of the
+    convex hull of the polar dual points n_j / (h_j - n_j . centre); otherwise
+    redundant edges are removed one by one.
+    """
+    if centre is not None:
+        found = _vertices_dual(th, h, np.asarray(centre, np.float64))
+        if found is not None:
+            return found
+    return _vertices_iterative(th, h)
+
+
+def _vertices_dual(th: np.ndarray, h: np.ndarray, centre: np.ndarray):
+    c, s = np.cos(th), np.sin(th)
+    hc = h - (c * centre[0] + s * centre[1])
+    if not (hc > 1e-9).all():
+        return None
+    dx, dy = (c / hc).tolist(), (s / hc).tolist()
+    order = sorted(range(th.size), key=lambda k: (dx[k], dy[k]))
+
+    def chain(seq):  # monotone chain of the dual points
+        out = []
+        for k in seq:
+            while len(out) >= 2:
+                a, b = out[-2], out[-1]
+                if (dx[b] - dx[a]) * (dy[k] - dy[a]) - (dy[b] - dy[a]) * (dx[k] - dx[a]) <= 0:
+                    out.pop()
+                else:
+                    break
+            out.append(k)
+        return out
+
+    lower, upper = chain(order), chain(order[::-1])
+    ids = np.array(lower[:-1] + upper[:-1], np.int64)  # counter-clockwise
+    if ids.size < 3:
+        return None
+    t, hh = th[ids], hc[ids]
+    nxt = np.arange(1, ids.size + 1) % ids.size
+    tn, hn = t[nxt], hh[nxt]
+    det = np.sin(tn - t)
+    if (det <= 1e-12).any():
+        return None
+    v = np.stack([(hh * np.sin(tn) - hn * np.sin(t)) / det, (hn * np.cos(t) - hh * np.cos(tn)) / det], 1)
+    return v + centre, ids
+
+
+def _vertices_iterative(th: np.ndarray, h: np.ndarray):
+    order = np.argsort(np.mod(th, 2 * np.pi), kind="stable")
+    t, hh, ids = np.mod(th[order], 2 * np.pi), h[order], order
+    for _ in range(4 * th.size):
+        if t.size < 3:
+            return None, ids
+        k = t.size
+        prv, nxt = np.arange(-1, k - 1), np.arange(1, k + 1) % k
+        tp, hp, tn, hn = t[prv], hh[prv], t[nxt], hh[nxt]
+        det = np.sin(tn - tp)
+        ok = det > 1e-12
+        vx = (hp * np.sin(tn) - hn * np.sin(tp)) / np.where(ok, det, 1)
+        vy = (hn * np.cos(tp) - hp * np.cos(tn)) / np.where(ok, det, 1)
+        redundant = ok & (np.cos(t) * vx + np.sin(t) * vy - hh <= 0)
+        if not redundant.any():
+            break
+        redundant &= ~redundant[prv] | (np.arange(k) == 0)  # never two neighbours at once
+        if redundant.all():
+            redundant[1:] = False
+        t, hh, ids = t[~redundant], hh[~redundant], ids[~redundant]
+    nxt = np.arange(1, t.size + 1) % t.size
+    tn, hn = t[nxt], hh[nxt]
+    det = np.sin(tn - t)
+    if (det <= 1e-12).any():
+        return None, ids
+    v = np.stack([(hh * np.sin(tn) - hn * np.sin(t)) / det, (hn * np.cos(t) - hh * np.cos(tn)) / det], 1)
+    if (edge_offsets(v[:, 0], v[:, 1], th, h) > 1e-6).any():
+        return None, ids  # empty: inconsistent corners
+    return v, ids
+
+
+def band(hh: int, ww: int, th: np.ndarray, h: np.ndarray, dist: float, centre=None):
+    """Flat indices of the pixels of an (hh, ww) crop within about `dist` px of the
+    polygon's boundary (a thick outline drawn by OpenCV, a superset), or of the whole
+    crop for a degenerate polygon; and the mean vertex (a point inside) or None."""
+    v, _ = vertices(th, h, centre)
+    if v is None:
+        return np.arange(hh * ww), None
+    img = np.zeros((hh, ww), np.uint8)
+    pts = np.round((v + [ww / 2 - 0.5, hh / 2 - 0.5]) * 16).astype(np.int32)
+    cv2.polylines(img, [pts], True, 1, int(2 * math.ceil(dist + 0.5) + 1), cv2.LINE_8, 4)
+    return np.flatnonzero(img), v.mean(0)
+
+
+def block_lattice(w: np.ndarray, grid: int):
+    """Block sums of an (h, w) weight crop on a lattice of at most grid blocks per side.
+
+    Returns (x, y, sums, f): block centres (mean pixel centre, crop-local px), the sum of
+    w over each block (float64) and the block size f in px.
+    """
+    hh, ww = w.shape
+    f = max(1, -(-max(hh, ww) // grid))
+    if f == 1:
+        yy, xx = np.mgrid[:hh, :ww]
+        return xx.ravel() + 0.5 - ww / 2, yy.ravel() + 0.5 - hh / 2, w.ravel().astype(np.float64), 1
+    hb, wb = -(-hh // f), -(-ww // f)
+    pad = np.zeros((hb * f, wb * f))
+    pad[:hh, :ww] = w
+    sums = pad.reshape(hb, f, wb, f).sum((1, 3))
+    rows_per_block = np.minimum(np.arange(hb) * f + f, hh) - np.arange(hb) * f
+    cols_per_block = np.minimum(np.arange(wb) * f + f, ww) - np.arange(wb) * f
+    cy = np.arange(hb) * f + rows_per_block / 2 - hh / 2
+    cx = np.arange(wb) * f + cols_per_block / 2 - ww / 2
+    yy, xx = np.meshgrid(cy, cx, indexing="ij")
+    return xx.ravel(), yy.ravel(), sums.ravel(), f
+
+
+def polygon_cost(w: np.ndarray, th: np.ndarray, h: np.ndarray, centre=None) -> float:
+    """F = the sum of w over the pixel centres of an (hh, ww) crop inside the polygon:
+    an OpenCV fill away from the boundary, the exact half-plane test within 2 px of it."""
+    hh, ww = w.shape
+    v, _ = vertices(th, h, centre)
+    if v is None:
+        yy, xx = np.mgrid[:hh, :ww]
+        return float(w.ravel()[inside(xx.ravel() + 0.5 - ww / 2, yy.ravel() + 0.5 - hh / 2, th, h)].sum())
+    pts = np.round((v + [ww / 2 - 0.5, hh / 2 - 0.5]) * 16).astype(np.int32)
+    fill = np.zeros((hh, ww), np.uint8)
+    cv2.fillConvexPoly(fill, pts, 1, cv2.LINE_8, 4)
+    outline = np.zeros((hh, ww), np.uint8)
+    cv2.polylines(outline, [pts], True, 1, 7, cv2.LINE_8, 4)
+    idx = np.flatnonzero(outline)
+    wf = w.ravel()
+    total = float(wf[fill.ravel() > outline.ravel()].sum())
+    xp, yp = (idx % ww) + 0.5 - ww / 2, (idx // ww) + 0.5 - hh / 2
+    return total + float(wf[idx][inside(xp, yp, th, h)].sum())
+
+
+# --------------------------------------------------------------------------- moves
+
+
+def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, min_gain: float):
+    """Add the best half-plane cut (exact on the lattice points x, y with summed weights
+    w) while it lowers F by more than `min_gain`. Returns the new (th, h)."""
+    keep = inside(x, y, th, h)
+    xi, yi, wi = x[keep], y[keep], w[keep]
+    if xi.size == 0 or max_cuts <= 0:
+        return th, h
+    ang = 2 * np.pi * (np.arange(angles) + 0.5) / angles
+    # float32 is enough here: the cut offsets live on bins of >= 1 px.
+    normals = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+    proj = normals @ np.stack([xi, yi]).astype(np.float32)  # (M, P)
+    top = proj.max(1)
+    idx = ((top[:, None] - proj) * np.float32(1.0 / bin_width)).astype(np.intp)  # 0 = outermost bin
+    top = top.astype(np.float64)
+    nb = int(idx.max()) + 1
+    flat = (idx + nb * np.arange(angles)[:, None]).ravel()
+    # Histogram of w over (direction, offset bin) of the points still inside; a cut only
+    # removes points, so later rounds subtract the removed points' contributions.
+    hist = np.bincount(flat, np.tile(wi, angles), nb * angles).reshape(angles, nb)
+    alive = np.ones(xi.size, bool)
+    for _ in range(max_cuts):
+        gain = np.cumsum(hist, 1)  # F decrease when removing bins 0..k
+        k = gain.argmax(1)
+        best = gain[np.arange(angles), k]
+        m = int(best.argmax())
+        if best[m] <= min_gain:
+            break
+        hc = top[m] - (k[m] + 1) * bin_width  # the boundary between bins k and k + 1
+        th, h = np.append(th, ang[m]), np.append(h, hc)
+        gone = np.flatnonzero(alive & (proj[m] > hc))
+        alive[gone] = False
+        removed = (idx[:, gone] + nb * np.arange(angles)[:, None]).ravel()
+        hist -= np.bincount(removed, np.tile(wi[gone], angles), nb * angles).reshape(angles, nb)
+    return th, h
+
+
+def _pairs(xp, yp, th, h, reach):
+    """(point, edge) pairs with n_j . x - h_j > -reach, sorted by edge: edges farther
+    inside than `reach` cannot change a point's membership within one sweep."""
+    normals = np.stack([np.cos(th), np.sin(th)], 1).astype(np.float32)  # selection only
+    a = normals @ np.stack([xp, yp]).astype(np.float32) - h.astype(np.float32)[:, None]
+    flat = np.flatnonzero(a > -reach)
+    return flat % xp.size, flat // xp.size
+
+
+def _pair_state(xq, yq, th, h, pi, ej, p):
+    """Per pair: its offset a; per point: the top offset (member iff top <= 0); per pair:
+    the max over the point's other pairs (-inf if none)."""
+    a = np.cos(th)[ej] * xq + np.sin(th)[ej] * yq - h[ej]
+    top1 = np.full(p, -np.inf)
+    np.maximum.at(top1, pi, a)
+    is_top = a == top1[pi]
+    top2 = np.full(p, -np.inf)
+    np.maximum.at(top2, pi, np.where(is_top, -np.inf, a))
+    top2 = np.where(np.bincount(pi, is_top, p) >= 2, top1, top2)
+    others = np.where(is_top, top2[pi], top1[pi])
+    return a, top1, others
+
+
+def _best_moves(sel, xq, yq, ej, wv_all, a, th, h, rot, lim, bin_width, nb):
+    """The best (rotation, offset) of every edge given the others.
+
+    sel: the (point, edge) pairs that can change membership through their edge alone
+    (the point is inside every other edge and within `lim` + 0.5 px of this one).
+    Returns (new_th, new_h, gain), gain (K,) >= 0 the exact decrease of F per edge.
+    """
+    k_edges, nr = th.size, rot.size
+    e = ej[sel]
+    x, y, wv = xq[sel], yq[sel], wv_all[sel]
+    c, s = np.cos(th), np.sin(th)
+    count = np.bincount(e, None, k_edges)
+    tb = np.bincount(e, y * c[e] - x * s[e], k_edges) / np.maximum(count, 1)
+    px, py = h * c - tb * s, h * s + tb * c  # rotation centre on each edge line
+    base = np.bincount(e, wv * (a[sel] <= 0), k_edges)
+    # All rotations at once: (R, pairs) offsets -> one histogram over (rotation, edge,
+    # offset bin) -> per (rotation, edge) the best cut by a cumulative sum.
+    t2 = th[None] + rot[:, None]  # (R, K)
+    c2, s2 = np.cos(t2), np.sin(t2)
+    hb = px[None] * c2 + py[None] * s2
+    dd = x[None] * c2[:, e] + y[None] * s2[:, e] - hb[:, e]  # (R, pairs)
+    idx = np.minimum(((dd + lim) * (1.0 / bin_width)).astype(np.int64) + 1, nb - 1)
+    idx[dd < -lim] = 0
+    key = (np.arange(nr)[:, None] * k_edges + e[None]) * nb + idx
+    hist = np.bincount(key.ravel(), np.tile(wv, nr), nr * k_edges * nb).reshape(nr * k_edges, nb)
+    cum = np.cumsum(hist, 1)[:, :-1]
+    k = cum.argmin(1)
+    gain = base[None] - cum[np.arange(nr * k_edges), k].reshape(nr, k_edges)  # (R, K)
+    gain[:, count == 0] = 0.0
+    r_best = gain.argmax(0)  # the first best rotation per edge
+    edges = np.arange(k_edges)
+    best = np.maximum(gain[r_best, edges], 0.0)
+    update = best > 1e-9
+    new_th = np.where(update, t2[r_best, edges], th)
+    new_h = np.where(update, hb[r_best, edges] - lim + k.reshape(nr, k_edges)[r_best, edges] * bin_width, h)
+    return new_th, new_h, best
+
+
+def polish(xp, yp, wp, th, h, radius: float, rotations: np.ndarray, bin_width: float):
+    """One sweep of exact block-coordinate descent on F over band pixels (xp, yp) with
+    weights wp: every edge moves to the best of the rotations about its centre times
+    every offset within `radius`, given the others; all edges at once, or in 3 colour
+    classes of angular non-neighbours when that makes F worse. Returns (th, h)."""
+    k_edges, p = th.size, xp.size
+    lim = radius - 0.5
+    nb = math.ceil(2 * lim / bin_width) + 2
+    order = np.argsort(np.mod(th, 2 * np.pi), kind="stable")
+    colour = np.empty(k_edges, np.int64)
+    colour[order] = np.arange(k_edges) % 3
+    pi, ej = _pairs(xp, yp, th, h, radius + 0.5)
+    wv_all, xq, yq = wp[pi], xp[pi], yp[pi]
+    a, top1, others = _pair_state(xq, yq, th, h, pi, ej, p)
+    cost = float(wp[top1 <= 0].sum())
+    movable = (others <= 0) & (np.abs(a) < radius)
+    plan = [None]  # None: all edges at once
+    while plan:
+        group = plan.pop(0)
+        sel = np.flatnonzero(movable if group is None else movable & (colour[ej] == group))
+        if sel.size == 0:
+            continue
+        new_th, new_h, best = _best_moves(sel, xq, yq, ej, wv_all, a, th, h, rotations, lim, bin_width, nb)
+        if not (best > 0).any():
+            continue
+        a2, top2, others2 = _pair_state(xq, yq, new_th, new_h, pi, ej, p)
+        new_cost = float(wp[top2 <= 0].sum())
+        if new_cost < cost - 1e-9:
+            th, h, cost = new_th, new_h, new_cost
+            a, others = a2, others2
+            movable = (others <= 0) & (np.abs(a) < radius)
+        elif group is None:
+            plan = [0, 1, 2]  # neighbours moved into each other: one class at a time
+    return th, h
+
+
+def centre_edges(xp, yp, th, h, radius: float) -> tuple[np.ndarray, float]:
+    """Move each edge to the middle of the gap between the nearest kept and the nearest
+    cut band pixel (membership unchanged). Returns (h, smallest margin in px)."""
+    p, k_edges = xp.size, th.size
+    pi, ej = _pairs(xp, yp, th, h, radius)
+    xq, yq = xp[pi], yp[pi]
+    a, top1, others = _pair_state(xq, yq, th, h, pi, ej, p)
+    members = top1 <= 0
+    sel = others <= 0
+    d, e = a[sel], ej[sel]
+    d_in, d_out = np.full(k_edges, -0.5), np.full(k_edges, 0.5)  # no pixel found: shift <= 0.25 px
+    d_in2, d_out2 = np.full(k_edges, -np.inf), np.full(k_edges, np.inf)
+    np.maximum.at(d_in2, e[d <= 0], d[d <= 0])
+    np.minimum.at(d_out2, e[d > 0], d[d > 0])
+    d_in = np.where(np.isfinite(d_in2), d_in2, np.minimum(d_in, d_out2 - 1.0))
+    d_out = np.where(np.isfinite(d_out2), d_out2, np.maximum(d_out, d_in2 + 1.0))
+    h2 = h + (d_in + d_out) / 2
+    a2, top2, _ = _pair_state(xq, yq, th, h2, pi, ej, p)
+    if ((top2 <= 0) != members).any():
+        h2, a2 = h, a  # a pixel cut by two edges at once changed side: keep the edges
+    margin = float(np.abs(a2).min()) if a2.size else radius
+    return h2, margin
+
+
+# --------------------------------------------------------------------------- the fit
+
+
+def fit_target(p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int) -> PolygonFit:
+    """Fit one (H, W) float32 target (steps 1-5 of the module docstring)."""
+    height, width = p.shape
+    fg = p > 0.5
+    rows = np.flatnonzero(fg.any(1))
+    if rows.size == 0:
+        return PolygonFit("empty", (0, height, 0, width))
+    cols = np.flatnonzero(fg.any(0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    crop_fg = fg[r0:r1, c0:c1]
+    if crop_fg.all() and (r1 - r0, c1 - c0) == (height, width):
+        return PolygonFit("full", (r0, r1, c0, c1))
+    w = 1.0 - 2.0 * p[r0:r1, c0:c1].astype(np.float64)
+    hh, ww = w.shape
+    th, h, centre = start_polygon(crop_fg, edges, GROW)
+    start = (th.copy(), h.copy(), centre)
+    lx, ly, lw, block = block_lattice(w, CUT_GRID)
+    f_start = float(lw[inside(lx, ly, th, h)].sum())
+    th, h = greedy_cuts(lx, ly, lw, th, h, CUT_ANGLES, max_cuts, float(block), MIN_CUT_GAIN * abs(f_start))
+    wflat = w.ravel()
+    for k in range(max(1, sweeps)):
+        idx, centre = band(hh, ww, th, h, radius + 0.5, centre)
+        xp, yp = (idx % ww) + 0.5 - ww / 2, (idx // ww) + 0.5 - hh / 2
+        rotations = np.asarray(ROTATIONS) * ROTATION_SCALES[min(k, len(ROTATION_SCALES) - 1)]
+        th2, h2 = polish(xp, yp, wflat[idx], th, h, radius, rotations, BIN_WIDTH)
+        moved = not (np.array_equal(th2, th) and np.array_equal(h2, h))
+        th, h = th2, h2
+        if not moved:
+            break
+    # The last sweep's band holds every pixel next to an edge.
+    h, margin = centre_edges(xp, yp, th, h, radius)
+    eps = float(np.clip(margin / 4, 1e-6, 1e-2))
+    return PolygonFit("polygon", (r0, r1, c0, c1), Polygon(th, h, eps), start)
+
+
+def polygons_to_icnn(polygons: list[Polygon | str | None], windows: torch.Tensor, width: int, sharpness: float) -> ICNN:
+    """A batch of depth-2 ICNNs, net i = {G <= 0} of polygons[i] in window i's [-1, 1]
+    coordinates: a `Polygon` (edges in window-local px), None (the empty set) or "full".
+
+    Raises:
+        ValueError: a polygon with more than 2 * width - 1 edges.
+    """
+    n = len(polygons)
+    w_x, b = np.zeros((2, n, 2, width)), np.zeros((2, n, 1, width))
+    w_z, w_out_z, b_out = np.zeros((1, n, width, width)), np.zeros((n, width, 1)), np.zeros((n, 1, 1))
+    for i, poly in enumerate(polygons):
+        if not isinstance(poly, Polygon):
+            b_out[i] = sharpness if poly is None else -sharpness
+            continue
+        k = poly.th.size
+        if k > 2 * width - 1:
+            raise ValueError(f"a polygon of {k} edges needs width >= {(k + 2) // 2}, got {width}")
+        x0, y0, x1, y1 = (float(v) for v in windows[i])
+        nx, ny = np.cos(poly.th) * (x1 - x0) / 2, np.sin(poly.th) * (y1 - y0) / 2  # px per window unit
+        k1, rest = min(k, width), k - min(k, width)
+        w_x[0, i, 0, :k1], w_x[0, i, 1, :k1], b[0, i, 0, :k1] = nx[:k1], ny[:k1], -poly.h[:k1]
+        b[0, i, 0, k1:] = -1.0  # unused first-layer units: relu(-1) = 0
+        w_z[0, i, :k1, 0] = 1.0
+        w_x[1, i, 0, 1 : 1 + rest], w_x[1, i, 1, 1 : 1 + rest] = nx[k1:], ny[k1:]
+        b[1, i, 0, 1 : 1 + rest] = -poly.h[k1:]
+        w_out_z[i, : 1 + rest, 0] = sharpness / poly.eps
+        b_out[i] = -sharpness
+    net = ICNN.from_weights(w_x, b, w_z, w_out_z, np.zeros((n, 2, 1)), b_out)
+    assert net.satisfies_constraint()
+    return net
+
+
+def render_polygon_masks(net: ICNN, polygons: list, windows: torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) bool masks {G_n <= 0} of `polygons_to_icnn` nets at the fitted
+    resolution, in O(rows x edges) per mask: per pixel row, the polygon's span from the
+    float64 edges; pixels within a rounding margin of the span's ends are decided by
+    evaluating G itself, as `sam_convex.rendering` does."""
+    height, width = image_size
+    masks = np.zeros((net.num_nets, height, width), bool)
+    for i, poly in enumerate(polygons):
+        x0, y0, x1, y1 = (round(float(v)) for v in windows[i])
+        if poly is None:
+            continue
+        if not isinstance(poly, Polygon):
+            masks[i, y0:y1, x0:x1] = True
+            continue
+        hh, ww = y1 - y0, x1 - x0
+        err = 4e-7 * (ww + hh + float(np.abs(poly.h).max()))  # float32 weights: |a' - a| < err
+        crop = _row_spans(poly, hh, ww, 2 * err + 1e-7)
+        maybe = _row_spans(poly, hh, ww, -(2 * poly.eps + 2 * err + 1e-7)) & ~crop
+        if maybe.any():
+            rr, cc = np.nonzero(maybe)
+            u = np.stack([(cc + 0.5) * (2 / ww) - 1, (rr + 0.5) * (2 / hh) - 1], 1)
+            crop[rr, cc] = decide(evaluate(net_weights(net, i), u))
+        masks[i, y0:y1, x0:x1] = crop
+    return masks
+
+
+def _row_spans(poly: Polygon, hh: int, ww: int, shift: float) -> np.ndarray:
+    """(hh, ww) bool: the pixel centres of a crop inside every edge moved in by `shift`
+    px (out, for a negative shift), one span per row."""
+    c, s = np.cos(poly.th), np.sin(poly.th)
+    y = np.arange(hh) + 0.5 - hh / 2
+    bound = poly.h[None] - s[None] * y[:, None] - shift  # c x <= bound for every edge
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = bound / c[None]
+    lo = np.where(c[None] < 0, r, -np.inf).max(1)
+    hi = np.where(c[None] > 0, r, np.inf).min(1)
+    empty = ((c[None] == 0) & (bound < 0)).any(1)
+    k_lo = np.ceil(lo - 0.5 + ww / 2)
+    k_hi = np.where(empty, -1, np.floor(hi - 0.5 + ww / 2))
+    cols = np.arange(ww)
+    return (k_lo[:, None] <= cols[None]) & (cols[None] <= k_hi[:, None])
