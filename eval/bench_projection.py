@@ -54,12 +54,17 @@ CACHE_VERSION = 1
 # ---------------------------------------------------------------------------- targets
 
 
-def damaged_objects(count: int, seed: int = 0, size: int = MASK_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def damaged_objects(
+    count: int, seed: int = 0, size: int = MASK_SIZE, damage: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Benchmark objects, damaged like a segmenter's output.
 
     Returns:
         targets (count, size, size) float32 probabilities: each scene object cropped and
         scaled to the square, with a bite, a hole, 1-3 islands and ragged soft edges;
+        with damage=False the same objects with the same ragged soft edges only (the
+        same random draws, so the same crops and edge noise; the default's output is
+        unchanged by the option);
         truths (count, size, size) bool: the undamaged objects.
     """
     samples = load_dataset("scenes", seed=seed)
@@ -88,7 +93,7 @@ def damaged_objects(count: int, seed: int = 0, size: int = MASK_SIZE) -> tuple[n
         damaged &= ~blob(ys[k], xs[k], r_obj * rng.uniform(0.05, 0.15))  # hole
         for _ in range(rng.integers(1, 4)):  # islands
             damaged |= blob(rng.uniform(0, size), rng.uniform(0, size), r_obj * rng.uniform(0.05, 0.2))
-        field = gaussian_filter(damaged.astype(float) - 0.5, 2.0)
+        field = gaussian_filter((damaged if damage else obj).astype(float) - 0.5, 2.0)
         field += gaussian_filter(rng.normal(0, 1, (size, size)), 3.0) * 0.4  # ragged edges
         targets.append(1 / (1 + np.exp(-12 * field)))
         truths.append(obj)

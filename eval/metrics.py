@@ -97,3 +97,25 @@ def paired_delta(df: pd.DataFrame, method: str, baseline: str, conditions: list[
             }
         )
     return pd.DataFrame(rows).set_index("condition")
+
+
+def paired_summary(delta: np.ndarray, seed: int = 0, tie: float = TIE) -> dict:
+    """Mean of paired differences with its 95% bootstrap CI and wins/ties/losses.
+
+    Args:
+        delta: (n,) float, one difference per image (e.g. method − baseline IoU).
+    Returns:
+        {"n", "mean", "lo", "hi", "wins", "ties", "losses"}; wins count delta >= tie.
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    lo, hi = bootstrap_ci(delta, seed=seed)
+    wins, ties, losses = wins_ties_losses(delta, tie)
+    return {
+        "n": len(delta),
+        "mean": float(delta.mean()),
+        "lo": lo,
+        "hi": hi,
+        "wins": wins,
+        "ties": ties,
+        "losses": losses,
+    }

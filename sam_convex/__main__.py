@@ -73,7 +73,8 @@ def build_parser() -> validation.CommandLineParser:
         "--min-solidity",
         type=float,
         default=None,
-        help="with --auto: project the masks at least this solid (0: all; default: the generator's, see README)",
+        help="with --auto: project the masks whose major components are at least this solid (0: all; "
+        "default: the generator's, see README)",
     )
     parser.add_argument(
         "--model",
@@ -182,7 +183,7 @@ def segment_everything(args, segmenter, projector: ConvexProjector, bgr: np.ndar
     records = generator.generate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     args.out.write_text(json.dumps(records, default=float))
     projected = sum(r.get("convex_distance") is not None for r in records)
-    print(f"{len(records)} masks, {projected} projected (solidity >= {generator.min_solidity:g})")
+    print(f"{len(records)} masks, {projected} projected (major-component solidity >= {generator.min_solidity:g})")
     print(f"wrote {args.out}")
     if args.overlay is not None:
         write_image(args.overlay, records_overlay(bgr, records))

@@ -11,10 +11,14 @@ settings, then `project_records` projects the masks of the image in one batched
 so the fit target of each mask is SAM's binary mask.
 
 Which masks are projected: an automatic run segments everything, non-convex things too
-(rings, L-shaped objects, groups), and projecting those destroys them. `min_solidity`
-(solidity = mask area / area of its convex hull) decides: masks at or above it are
-projected, the others keep SAM's mask; 0 projects all. DEFAULT_MIN_SOLIDITY was chosen
-by measurement (see its comment).
+(rings, L-shaped objects, groups), and projecting those destroys them. The gate is the
+major-component solidity (`major_solidity`): the solidity (mask area / area of its
+convex hull) of the mask's components that have at least 10% of the largest one's
+area. Small islands, which SAM's masks of convex objects often carry and which the
+projection leaves out, are ignored; a second object of comparable size is not. Masks
+whose major-component solidity is >= `min_solidity` are projected, the others keep
+SAM's mask; 0 projects all. DEFAULT_MIN_SOLIDITY and the gate were chosen by
+measurement (`python -m eval.bench_amg_gate`, reports/amg_gate.md; see its comment).
 """
 
 from __future__ import annotations
@@ -32,15 +36,19 @@ from sam_convex import validation
 from sam_convex.projection import ConvexFit, ConvexProjector
 from sam_convex.sam2_predictor import check_sam2_model, match_feature_sizes
 
-# Project masks whose solidity is at least this. Measured (256x256 binary masks, default
-# ConvexProjector) on 50 convex objects of the embedded scenes damaged as in the projection
-# benchmark and 60 non-convex masks (rings, L-shapes, two objects), all with ragged
-# edges; mean IoU to the truth, convex / non-convex: project all 0.922 / 0.643, none
-# 0.894 / 0.992, solidity >= 0.85 0.898 / 0.992: the best of 0, 0.5, 0.6 ... 0.95 for
-# the two groups weighted equally (no non-convex mask reached 0.83). Undamaged convex
-# masks score 0.95-0.99 and are projected at 0.85 (IoU 0.987 projected, 0.993 raw).
+# Project masks whose major-component solidity is at least this. Measured by `python -m
+# eval.bench_amg_gate` (reports/amg_gate.md; 256x256 binary masks, ConvexProjector(), seed
+# 0) on 50 convex objects of the embedded scenes damaged as in the projection benchmark
+# and 60 non-convex masks (rings, L-shapes, two objects), all with ragged edges; mean IoU
+# to the truth, convex damaged / non-convex: project all 0.934 / 0.686, none 0.894 /
+# 0.992, this gate at 0.85 0.931 / 0.991 (balanced 0.961, the best of 0, 0.5, 0.6 ...
+# 0.975; best or tied at 0.85 on seeds 1-3 too). Plain solidity is 0.015 worse at its
+# best (0.85: 0.901 / 0.991): counting the islands keeps two thirds of the damaged
+# convex masks from being projected. The highest non-convex value was 0.86 (one L of
+# 60). Clean convex masks (0.95-0.99) are projected: IoU 0.990 projected, 0.993 raw.
 DEFAULT_MIN_SOLIDITY = 0.85
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+MAJOR_COMPONENT = 0.1  # major_solidity: components with >= this share of the largest one's area
 
 
 def solidity(mask: np.ndarray) -> float:
@@ -62,6 +70,19 @@ def solidity(mask: np.ndarray) -> float:
     return area / max(int(filled.sum()), area)
 
 
+def major_solidity(mask: np.ndarray, keep: float = MAJOR_COMPONENT) -> float:
+    """Solidity (see `solidity`) of the major components of an (H, W) bool mask: those
+    with at least `keep` of the largest one's area (8-connected, as the contours that
+    `solidity` traces). Small islands are ignored; two objects of comparable size are
+    not, and score low. 0.0 for an empty mask."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:  # background + at most one component
+        return solidity(mask)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    major = np.flatnonzero(areas >= keep * areas.max()) + 1
+    return solidity(np.isin(labels, major))
+
+
 def project_records(
     records: list[dict[str, Any]], projector: ConvexProjector, min_solidity: float
 ) -> tuple[list[dict[str, Any]], ConvexFit | None]:
@@ -71,20 +92,24 @@ def project_records(
         records: the upstream generator's records with output_mode="binary_mask"
             ("segmentation": (H, W) bool numpy mask).
         projector: the `ConvexProjector` for the fit.
-        min_solidity: masks with solidity >= this are projected; the others keep SAM's.
+        min_solidity: masks whose major-component solidity (`major_solidity`) is >= this
+            are projected; the others keep SAM's.
     Returns:
         new records, same order, each with two more keys:
-          * "solidity": float, of SAM's mask (before projection);
+          * "solidity": float, the plain solidity of SAM's mask (before projection; all
+            components count, so a projected mask with islands may score below
+            min_solidity);
           * "convex_distance": float, the projection's fit distance (ConvexFit.losses),
-            or None where the segmentation is SAM's own (solidity below min_solidity, or
-            a projection that came out empty: the nearest convex set is nothing).
+            or None where the segmentation is SAM's own (major-component solidity below
+            min_solidity, or a projection that came out empty: the nearest convex set is
+            nothing).
         Projected records get the convex mask as "segmentation" and its "area" and
         "bbox" (XYWH); "predicted_iou", "stability_score", "point_coords" and
         "crop_box" stay SAM's (they rate and locate SAM's mask).
         And the fit (None when no mask was projected).
     """
     out = [dict(r, solidity=solidity(r["segmentation"]), convex_distance=None) for r in records]
-    chosen = [i for i, r in enumerate(out) if r["solidity"] >= min_solidity]
+    chosen = [i for i, r in enumerate(out) if major_solidity(r["segmentation"]) >= min_solidity]
     if not chosen:
         return out, None
     masks = torch.from_numpy(np.stack([out[i]["segmentation"] for i in chosen]))
@@ -174,8 +199,8 @@ class SamConvexAutomaticMaskGenerator(_ConvexMaskGenerator):
     defaults, passed to it unchanged (it runs with output_mode="binary_mask"; the
     records are encoded as asked after projection). Then:
         projector: the `ConvexProjector`; default `ConvexProjector()`.
-        min_solidity: project masks whose solidity is at least this (0: all);
-            default DEFAULT_MIN_SOLIDITY.
+        min_solidity: project masks whose major-component solidity (`major_solidity`)
+            is at least this (0: all); default DEFAULT_MIN_SOLIDITY.
         project: False returns exactly what SamAutomaticMaskGenerator returns.
     After `generate`, `last_fit` is the image's batched fit (None if nothing projected).
     """

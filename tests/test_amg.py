@@ -22,6 +22,7 @@ from sam_convex.amg import (
     DEFAULT_MIN_SOLIDITY,
     Sam2ConvexAutomaticMaskGenerator,
     SamConvexAutomaticMaskGenerator,
+    major_solidity,
     project_records,
     solidity,
 )
@@ -224,11 +225,11 @@ def test_default_projects_the_convex_objects_only(setup):
         rows, cols = np.nonzero(mask)
         assert record["bbox"] == [cols.min(), rows.min(), cols.max() - cols.min(), rows.max() - rows.min()]
     for name in ("ring", "L"):  # non-convex: below the threshold, SAM's mask kept
-        assert found[name]["solidity"] < DEFAULT_MIN_SOLIDITY
+        assert major_solidity(raw[name]["segmentation"]) < DEFAULT_MIN_SOLIDITY
         assert found[name]["convex_distance"] is None
         np.testing.assert_array_equal(found[name]["segmentation"], raw[name]["segmentation"])
     for name in ("damaged_disk", "ellipse"):  # convex objects: projected
-        assert found[name]["solidity"] >= DEFAULT_MIN_SOLIDITY
+        assert major_solidity(raw[name]["segmentation"]) >= DEFAULT_MIN_SOLIDITY
         assert isinstance(found[name]["convex_distance"], float)
         assert is_convex(found[name]["segmentation"])
         assert iou(found[name]["segmentation"], truth[name]) >= 0.9
@@ -281,6 +282,50 @@ def test_solidity_matches_skimage():
         assert solidity(mask) == pytest.approx(expected, abs=0.01), name
     assert solidity(np.zeros((H, W), bool)) == 0.0
     assert solidity(truth["ellipse"]) > 0.97 and solidity(truth["ring"]) < 0.75
+
+
+def record_of(mask):
+    """An upstream-style binary_mask record of an (H, W) bool mask."""
+    rows, cols = np.nonzero(mask)
+    return dict(
+        segmentation=mask,
+        area=int(mask.sum()),
+        bbox=[int(cols.min()), int(rows.min()), int(np.ptp(cols)), int(np.ptp(rows))],
+        predicted_iou=0.9,
+        point_coords=[[0.0, 0.0]],
+        stability_score=0.9,
+        crop_box=[0, 0, W, H],
+    )
+
+
+def test_gate_ignores_islands_not_second_objects():
+    """The gate is the solidity of the components with >= 10% of the largest one's area:
+    a convex object with far islands (each under 10%) is projected, though its plain
+    solidity is low; a ring, an L, and two separate objects (the smaller at 16% of the
+    larger's area, a major component) are not."""
+    yy, xx = np.mgrid[:H, :W]
+    body = disk(60, 80, 40, H, W)
+    with_islands = body | disk(190, 30, 8, H, W) | disk(200, 130, 9, H, W)  # 4%, 5% of the body
+    masks = {
+        "islands": with_islands,
+        "ring": disk(110, 80, 45, H, W) & ~disk(110, 80, 25, H, W),
+        "L": ((xx >= 40) & (xx < 60) & (yy >= 20) & (yy < 140)) | ((xx >= 40) & (xx < 180) & (yy >= 120) & (yy < 140)),
+        "two_objects": body | disk(180, 80, 16, H, W),
+    }
+    assert major_solidity(with_islands) == solidity(body) > 0.97
+    assert solidity(with_islands) < 0.5 < DEFAULT_MIN_SOLIDITY  # plain solidity would keep it raw
+    assert major_solidity(masks["two_objects"]) == solidity(masks["two_objects"]) < 0.7
+    assert major_solidity(np.zeros((H, W), bool)) == 0.0
+    out, fit = project_records([record_of(m) for m in masks.values()], ConvexProjector(), DEFAULT_MIN_SOLIDITY)
+    got = dict(zip(masks, out))
+    projected = got["islands"]
+    assert projected["convex_distance"] is not None and is_convex(projected["segmentation"])
+    assert fit.masks.shape == (1, H, W)  # only the convex object went into the fit
+    assert iou(projected["segmentation"], body) > 0.97  # islands dropped
+    assert projected["solidity"] == pytest.approx(solidity(with_islands))  # the record keeps plain solidity
+    for name in ("ring", "L", "two_objects"):
+        assert got[name]["convex_distance"] is None, name
+        assert got[name]["segmentation"] is masks[name], name
 
 
 def test_project_records_keeps_empty_projections_as_sam_made_them():

@@ -50,9 +50,13 @@ def paths(tmp_path_factory):
 
 
 CORRUPTIONS_BAD = [
-    (["--severity", "0"], "--severity"),
+    (["--severity", "0"], "severity"),
+    (["--severity", "6"], "got 6"),
     (["--severity", "a"], "'a'"),
-    (["--corruptions", "fog"], "fog"),
+    (["--corruptions", "hail"], "hail"),
+    (["--corruptions", ""], "no corruptions"),
+    (["--severity", "5-1"], "backwards"),
+    (["--ray", "127.0.0.1:1"], "127.0.0.1:1"),
     (["--limit", "0"], "--limit"),
     (["--device", "nonsense"], "nonsense"),
     (["--device", "cuda:9"], "cuda:9"),

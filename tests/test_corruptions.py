@@ -1,20 +1,17 @@
-"""eval.compat (seeded imagecorruptions, published glass_blur) and the eval.corruptions
-harness end to end (GrabCut, tiny images, a small projector)."""
+"""The eval.corruptions harness end to end (GrabCut, tiny images, a small projector);
+the corruptions themselves are tested in test_corrupt.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from skimage.filters import gaussian
 
 from eval.corruptions import harness
-from eval.corruptions.corrupt import CORRUPTIONS, corrupt, glass_blur
 from eval.corruptions.prompts import make_prompt
 from eval.datasets import Sample
 from eval.scenes import write_scenes
@@ -23,60 +20,6 @@ from sam_convex.segmenters import Segmenter
 
 from tiny_sam import tiny_sam
 from tiny_sam2 import tiny_sam2
-
-NOISY = {"spatter", "impulse_noise", "shot_noise", "gaussian_noise", "glass_blur"}
-
-
-@pytest.fixture(scope="module")
-def image():
-    rng = np.random.default_rng(0)
-    base = rng.integers(40, 216, (40, 48, 3)).astype(np.uint8)
-    base[10:30, 12:36] = (200, 60, 40)
-    return base
-
-
-@pytest.mark.parametrize("name", CORRUPTIONS)
-def test_corruption_runs_and_is_seeded(image, name):
-    np.random.seed(123)
-    state = np.random.get_state()[1].copy()
-    a = corrupt(image, name, 5, seed=1)
-    np.testing.assert_array_equal(np.random.get_state()[1], state)  # caller's RNG restored
-    assert a.shape == image.shape and a.dtype == np.uint8
-    assert not np.array_equal(a, image)
-    np.testing.assert_array_equal(corrupt(image, name, 5, seed=1), a)
-    b = corrupt(image, name, 5, seed=2)
-    assert (not np.array_equal(a, b)) == (name in NOISY)
-
-
-def test_glass_blur_matches_published(image, monkeypatch):
-    """The released function, unchanged except that its `gaussian(..., multichannel=True)`
-    (rejected by scikit-image >= 0.19) is routed to channel_axis=-1."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import imagecorruptions.corruptions as published
-
-    def old_gaussian(x, sigma, multichannel=False, **kw):
-        return gaussian(x, sigma=sigma, channel_axis=-1 if multichannel else None, **kw)
-
-    monkeypatch.setattr(published, "gaussian", old_gaussian)
-    for severity in (1, 2, 3, 4, 5):
-        np.random.seed(severity)
-        expected = published.glass_blur(Image.fromarray(image), severity)
-        np.random.seed(severity)
-        np.testing.assert_array_equal(glass_blur(Image.fromarray(image), severity), expected)
-
-
-def test_impulse_noise_amount(image):
-    out = corrupt(np.full((64, 64, 3), 128, np.uint8), "impulse_noise", 5, seed=0)
-    assert np.mean(out != 128) == pytest.approx(0.27, abs=0.03)  # imagecorruptions' amount
-
-
-def test_corrupt_rejects_bad_input(image):
-    with pytest.raises(ValueError, match=r"spatter, contrast.*glass_blur"):
-        corrupt(image, "fog", 5, 0)
-    with pytest.raises(ValueError, match="1, 2, 3, 4, 5"):
-        corrupt(image, "contrast", 6, 0)
-
 
 # ---------------------------------------------------------------- end to end
 
@@ -105,7 +48,8 @@ def small_run(data, out, **kw):
 def test_end_to_end(data, tmp_path):
     paths = small_run(data, tmp_path / "rep")
     df = pd.read_csv(paths["csv"])
-    assert len(df) == 2 * 3 * 4
+    assert len(df) == 2 * 3 * len(harness.METHODS)
+    assert set(df["method"]) == set(harness.METHODS) and (df["severity"] == 5).all()
     assert {"image", "condition", "method", "iou", "seed", "model", "checkpoint"} <= set(df.columns)
     assert set(df["condition"]) == {"clean", "spatter", "gaussian_noise"}
     assert df["iou"].between(0, 1).all() and (df["model"] == "grabcut").all()
@@ -148,8 +92,8 @@ def test_bad_arguments(data, tmp_path):
     """run() refuses bad settings before it computes (the command's table is in test_commands)."""
     with pytest.raises(ValueError, match="1, 2, 3, 4, 5"):
         small_run(data, tmp_path, severity=0)
-    with pytest.raises(ValueError, match="valid: spatter, contrast"):
-        small_run(data, tmp_path, corruptions=["fog"])
+    with pytest.raises(ValueError, match=r"unknown corruption\(s\) hail; valid: .*spatter"):
+        small_run(data, tmp_path, corruptions=["hail"])
     with pytest.raises(FileNotFoundError, match=r"user_scribbles/scribbleMask_<i>\.png"):
         small_run(tmp_path / "none", tmp_path)
 
@@ -172,11 +116,12 @@ def test_empty_prediction_and_empty_gt_are_counted():
     gt[10:20, 10:20] = True
     proj = ConvexProjector()
     prompt = {"point_coords": np.array([[15.0, 15.0]]), "point_labels": np.array([1]), "box": None}
-    record, _masks = harness.evaluate_item(Sample("a", image, gt, None), "contrast", 5, 0, model, prompt, proj)
+    job = harness.Job(0, model, proj, {"a": prompt})
+    record, _masks = harness.evaluate_item(Sample("a", image, gt, None), "contrast", 5, job)
     assert record["iou"] == dict.fromkeys(harness.METHODS, 0.0)
     empty_gt = Sample("b", image, np.zeros_like(gt), None)
     no_prompt = {"point_coords": None, "point_labels": None, "box": None}
-    record, _ = harness.evaluate_item(empty_gt, "clean", 5, 0, model, no_prompt, proj)
+    record, _ = harness.evaluate_item(empty_gt, "clean", 5, harness.Job(0, model, proj, {"b": no_prompt}))
     assert record["iou"] == dict.fromkeys(harness.METHODS, 1.0)
 
 
@@ -190,7 +135,7 @@ def test_sam_path_feeds_full_resolution_logits():
     gt[10:30, 20:50] = True
     s = Sample("t", image, gt, None)
     prompt = make_prompt(s, "points+box", 2)
-    record, masks = harness.evaluate_item(s, "shot_noise", 5, 0, model, prompt, ConvexProjector())
+    record, masks = harness.evaluate_item(s, "shot_noise", 5, harness.Job(0, model, ConvexProjector(), {"t": prompt}))
     assert all(m.shape == gt.shape and m.dtype == bool for m in masks.values())
     assert all(0.0 <= v <= 1.0 for v in record["iou"].values())
     assert record["area"]["raw"] > 0  # logit_scale makes the random SAM confident
@@ -203,7 +148,7 @@ def test_every_projector_setting_is_in_the_cache_key(tmp_path):
     base = ConvexProjector()
 
     def directory(projector):
-        return harness.cache_dir(tmp_path, 5, "scenes", None, model, "points", 3, 0, projector)
+        return harness.cache_dir(tmp_path, "scenes", None, model, "points", 3, 0, projector)
 
     other = {int: 7, float: 0.37}
     for field in dataclasses.fields(ConvexProjector):
@@ -248,7 +193,7 @@ def _damage(path, how):
 )
 def test_damaged_cache_entries_are_recomputed(data, tmp_path, suffix, how):
     reference = small_run(data, tmp_path / "rep")["csv"].read_bytes()
-    cache = next((tmp_path / "rep" / ".cache").glob("corruptions_sev5/*"))
+    cache = next((tmp_path / "rep" / ".cache").glob("corruptions/*"))
     victim = sorted(cache.glob(f"img_0__*{suffix}"))[0]
     _damage(victim, how)
     recomputed = []
@@ -263,6 +208,58 @@ def test_sam2_end_to_end(data, tmp_path):
     segmenter = Segmenter("sam2", "SAM 2", "tiny random SAM 2", "none", tiny_sam2(image_size=128))
     paths = small_run(data, tmp_path / "rep", segmenter=segmenter, corruptions=["contrast"])
     df = pd.read_csv(paths["csv"])
-    assert len(df) == 2 * 2 * 4 and (df["model"] == "sam2").all()
+    assert len(df) == 2 * 2 * len(harness.METHODS) and (df["model"] == "sam2").all()
     assert df["iou"].between(0, 1).all()
     assert "| proj_S(SAM 2) |" in paths["markdown"].read_text()
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("5", (5,)), (3, (3,)), ("1-5", (1, 2, 3, 4, 5)), ("1,3,5", (1, 3, 5)), ("5,1,1", (1, 5)), ("2-3,5", (2, 3, 5))],
+)
+def test_severities(text, expected):
+    assert harness.parse_severities(text) == expected
+
+
+@pytest.mark.parametrize("text,match", [("0", "1, 2, 3, 4, 5"), ("6", "got 6"), ("5-1", "backwards"), ("a", "'a'")])
+def test_bad_severities(text, match):
+    with pytest.raises(ValueError, match=match):
+        harness.parse_severities(text)
+
+
+def test_sweep_end_to_end_and_shared_cache(data, tmp_path):
+    """A sweep: clean once (severity 0), every corruption at every severity, one CSV,
+    the sweep table and curves; items of a one-severity run are reused."""
+    single = []
+    small_run(data, tmp_path / "rep", severity=2, on_item=single.append)
+    assert len(single) == 2 * 3
+    computed = []
+    paths = small_run(data, tmp_path / "rep", severity="1-2", on_item=computed.append)
+    assert len(computed) == 2 * 2  # only severity 1 of the two corruptions was missing
+    df = pd.read_csv(paths["csv"])
+    items = df.drop_duplicates(["image", "condition", "severity"])
+    assert len(items) == 2 + 2 * 2 * 2 and set(items[items.condition == "clean"].severity) == {0}
+    assert set(df.severity) == {0, 1, 2}
+    text = paths["markdown"].read_text()
+    assert "| Method | Clean | Severity 1 | Severity 2 |" in text and "| 1 | " in text and "| clean | " in text
+    with Image.open(paths["curves"]) as im:
+        assert im.size[0] > 300
+    # The sweep's severity-2 rows are the one-severity run's numbers.
+    one = pd.read_csv(tmp_path / "rep" / "corruptions_sev2.csv")
+    both = df[df.severity == 2].merge(one, on=["image", "condition", "method"])
+    assert len(both) == 2 * 2 * len(harness.METHODS) and (both.iou_x == both.iou_y).all()
+
+
+def test_ray_gives_the_serial_bytes_and_reports_failed_items(data, tmp_path):
+    """A tiny sweep on a local 2-CPU Ray equals the serial run byte for byte; an item
+    that fails (an image too small to corrupt) is retried, reported, and the rest kept."""
+    pytest.importorskip("ray")
+    serial = small_run(data, tmp_path / "serial", severity="1-2")["csv"].read_bytes()
+    distributed = small_run(data, tmp_path / "ray", severity="1-2", ray=True)["csv"].read_bytes()
+    assert distributed == serial
+    tiny = tmp_path / "tiny"
+    write_scenes(tiny, seed=0, n=1, size=(24, 24))  # below imagecorruptions' 32 px
+    with pytest.warns(UserWarning, match=r"img_0 spatter severity 1 failed.*retrying once"):
+        with pytest.raises(RuntimeError, match=r"failed twice.*img_0 spatter severity 1"):
+            small_run(tiny, tmp_path / "tiny_out", severity=1, corruptions=["spatter"], ray=True)
+    assert list((tmp_path / "tiny_out" / ".cache").glob("corruptions/*/img_0__clean.json"))  # clean kept

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from eval.corruptions.corrupt import CORRUPTIONS, SEVERITIES
-from eval.corruptions.harness import PROJECTORS, run
+from eval.corruptions.corrupt import CORRUPTION_SETS, corruption_names
+from eval.corruptions.harness import PROJECTORS, parse_severities, run
 from eval.corruptions.prompts import PROMPTS
 from eval.datasets import DATASETS
 from sam_convex.segmenters import SEGMENTERS
@@ -16,11 +16,23 @@ from sam_convex.validation import CommandLineParser
 def build_parser() -> CommandLineParser:
     parser = CommandLineParser(
         prog="python -m eval.corruptions",
-        description="Mean IoU of a predictor (SAM, or GrabCut without a checkpoint) and of "
-        "proj_S and baselines applied to its output, clean and under the paper's "
-        "eight image corruptions at one severity.",
+        description="Mean IoU of a segmenter (SAM, SAM 2, or GrabCut without a checkpoint) and of proj_S and "
+        "baselines applied to its output, clean and under image corruptions, at one severity (a report in the "
+        "paper's layout) or several (a sweep with robustness curves), serially or on a Ray cluster.",
     )
-    parser.add_argument("--severity", type=int, default=5, choices=SEVERITIES, help="corruption severity (default 5)")
+    parser.add_argument(
+        "--severity",
+        default="5",
+        metavar="S",
+        help="severity 1..5, a range such as 1-5 or a list such as 1,3,5 (default 5)",
+    )
+    parser.add_argument(
+        "--corruptions",
+        default="paper",
+        metavar="SET|NAMES",
+        help=f"a set ({', '.join(f'{k}: {len(v)}' for k, v in CORRUPTION_SETS.items())} "
+        "corruptions) or comma-separated names (default paper: the poster's eight)",
+    )
     parser.add_argument(
         "--dataset",
         default="scenes",
@@ -51,8 +63,8 @@ def build_parser() -> CommandLineParser:
         "--prompt",
         default="points",
         choices=PROMPTS,
-        help="points (default): K positive points on the foreground scribble, K "
-        "negative on the background scribble; box: the ground truth's bounding box",
+        help="points (default): K positive points on the foreground scribble, K negative on the "
+        "background scribble; box: the ground truth's bounding box",
     )
     parser.add_argument(
         "--points",
@@ -62,12 +74,6 @@ def build_parser() -> CommandLineParser:
         metavar="K",
         help="points per class for point prompts (default 3)",
     )
-    parser.add_argument(
-        "--corruptions",
-        default=",".join(CORRUPTIONS),
-        metavar="NAMES",
-        help=f"comma-separated subset of {','.join(CORRUPTIONS)} (default all)",
-    )
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--device", default=None, help="torch device (default cuda if available)")
@@ -75,8 +81,24 @@ def build_parser() -> CommandLineParser:
         "--projector",
         default="polygon",
         choices=PROJECTORS,
-        help="polygon (default): ConvexProjector, the exact polygon fit; gradient: GradientProjector (Adam on "
-        "the smooth objective)",
+        help="polygon (default): ConvexProjector, the exact polygon fit; gradient: "
+        "GradientProjector (Adam on the smooth objective)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="ADDRESS",
+        help="run the items on Ray: a local Ray without ADDRESS (or RAY_ADDRESS), else the cluster "
+        'at ADDRESS (pip install -e ".[ray]")',
+    )
+    parser.add_argument(
+        "--ray-gpus-per-worker",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="GPUs per Ray worker (default 0: one worker per CPU)",
     )
     parser.add_argument("--out", default="reports", metavar="DIR", help="output directory (default reports/)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached per-item results")
@@ -86,15 +108,20 @@ def build_parser() -> CommandLineParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    corruptions = [c.strip() for c in args.corruptions.split(",") if c.strip()]
-    unknown = [c for c in corruptions if c not in CORRUPTIONS]
-    if unknown or not corruptions:
-        parser.error(f"unknown corruption(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(CORRUPTIONS)}")
+    try:
+        severities = parse_severities(args.severity)
+        corruptions = corruption_names(args.corruptions)
+    except ValueError as err:
+        parser.error(str(err))
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
+    if args.num_points < 1:
+        parser.error(f"--points must be >= 1, got {args.num_points}")
+    if not args.ray_gpus_per_worker >= 0:
+        parser.error(f"--ray-gpus-per-worker must be >= 0, got {args.ray_gpus_per_worker}")
     try:
         paths = run(
-            severity=args.severity,
+            severity=severities,
             dataset=args.dataset,
             data=args.data,
             model=args.model,
@@ -109,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             fresh=args.fresh,
             num_points=args.num_points,
             projector=args.projector,
+            ray=args.ray,
+            ray_gpus_per_worker=args.ray_gpus_per_worker,
         )
-    except (OSError, ValueError) as err:  # bad data, paths, devices, checkpoints
+    except (OSError, ValueError, RuntimeError) as err:  # bad data, paths, devices, checkpoints, failed items
         parser.fail(err)
     print_summary(paths)
     return 0
@@ -124,12 +153,13 @@ def print_summary(paths: dict) -> None:
         f"prompt {meta['prompt']}, seed {meta['seed']}"
     )
     print(
-        f"items: {meta['items']} ({meta['computed']} computed, {meta['items'] - meta['computed']} "
-        f"from cache), wall time {meta['wall_s']:.1f} s"
+        f"items: {meta['items']} ({meta['computed']} computed on {meta['executor']}, "
+        f"{meta['items'] - meta['computed']} from cache), wall time {meta['wall_s']:.1f} s"
     )
     print(f"report: {paths['markdown']}")
-    for key in ("csv", "bars", "deltas", "grid"):
-        print(f"        {paths[key]}")
+    for key, path in paths.items():
+        if key not in ("markdown", "meta"):
+            print(f"        {path}")
 
 
 if __name__ == "__main__":

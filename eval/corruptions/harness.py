@@ -1,11 +1,13 @@
-"""The corruption benchmark's run: items, per-item evaluation, cache, table.
+"""The corruption benchmark's run: items, per-item evaluation, cache, tables.
 
-One item is (image, condition): the image under one condition (clean or a corruption at
-the run's severity) is segmented once from the sample's prompt, and every method
-post-processes that same output (see `METHODS`). `evaluate_item` is pure (everything
-random is seeded from the run's seed, the image, the condition and the role), so an
-item's record does not depend on which process or run computes it; `run` reads finished
-items from the cache, computes the rest and writes the report.
+One item is (image, condition, severity): the image under one condition (clean, or a
+corruption at a severity) is segmented once from the sample's prompt, and every method
+post-processes that same output (see `METHODS`). A clean item does not depend on the
+severity and is computed once per run. `evaluate_item` is pure (everything random is
+seeded from the run's seed, the image, the condition and the role), so an item's record
+does not depend on which process, machine or run computes it: `run` reads finished
+items from the cache, computes the rest here or on a Ray cluster
+(`eval.corruptions.cluster`), writes each result as it arrives, and writes the report.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +27,30 @@ from tqdm import tqdm
 
 from eval import runs
 from eval.corruptions import report
-from eval.corruptions.corrupt import CORRUPTIONS, SEVERITIES, corrupt
+from eval.corruptions.corrupt import ALL_CORRUPTIONS, CORRUPTIONS, SEVERITIES, corrupt
 from eval.corruptions.prompts import PROMPTS, has_positive, make_prompt
 from eval.datasets import DATASETS, Sample, load_dataset
 from eval.metrics import iou
 from sam_convex import ConvexProjector, GradientProjector, baselines, validation
 from sam_convex.segmenters import Segmenter, choose_segmenter
 
-METHODS = ("raw", "remove_small", "convex_hull", "proj_S")
+# The segmenter's mask, every post-processing of sam_convex.baselines, and proj_S.
+METHODS = ("raw", "remove_small", "convex_hull", "largest_component", "largest_component_hull", "proj_S")
 CLEAN = "clean"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 GRID_IMAGES = 3  # images whose masks are kept for the qualitative figure
 EMPTY_LOGIT = -20.0  # the prediction when the prompt has nothing positive
+PROJECTORS = ("polygon", "gradient")
+
+
+@dataclass
+class Job:
+    """What every item of a run shares (shipped once to each Ray worker)."""
+
+    seed: int
+    segmenter: Segmenter
+    projector: ConvexProjector | GradientProjector
+    prompts: dict[str, dict]  # image name -> prompt
 
 
 def condition_image(sample: Sample, condition: str, severity: int, seed: int) -> np.ndarray:
@@ -46,19 +61,13 @@ def condition_image(sample: Sample, condition: str, severity: int, seed: int) ->
 
 
 def segment(
-    sample: Sample,
-    image: np.ndarray,
-    condition: str,
-    seed: int,
-    segmenter: Segmenter,
-    prompt: dict,
-    projector: ConvexProjector,
+    sample: Sample, image: np.ndarray, condition: str, seed: int, segmenter: Segmenter, prompt: dict, projector
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Run the convex drop-in predictor once on `image` (one mask per prompt).
 
     Returns:
         the segmenter's raw (H, W) float32 logits, the (H, W) bool proj_S mask, and the
-        projection's fit loss.
+        projection's distance.
     """
     if not has_positive(prompt):  # nothing to point at: the prediction is empty
         logits = np.full(sample.gt.shape, EMPTY_LOGIT, np.float32)
@@ -71,15 +80,14 @@ def segment(
     return raw, np.asarray(masks[0]) > 0, float(predictor.last_fit.losses[0])
 
 
-def evaluate_item(
-    sample: Sample,
-    condition: str,
-    severity: int,
-    seed: int,
-    segmenter: Segmenter,
-    prompt: dict,
-    projector: ConvexProjector,
-) -> tuple[dict, dict]:
+def seeded(projector, seed: int):
+    """The projector with `seed` when it draws random numbers (`GradientProjector`);
+    `ConvexProjector`'s polygon fit uses none."""
+    names = {f.name for f in dataclasses.fields(projector)}
+    return dataclasses.replace(projector, seed=seed) if "seed" in names else projector
+
+
+def evaluate_item(sample: Sample, condition: str, severity: int, job: Job) -> tuple[dict, dict]:
     """Corrupt one image, segment it once (raw logits and proj_S), post-process the raw
     mask with the baselines, score every method.
 
@@ -89,23 +97,27 @@ def evaluate_item(
     """
     timings = {}
     t0 = time.perf_counter()
-    image = condition_image(sample, condition, severity, seed)
+    image = condition_image(sample, condition, severity, job.seed)
     timings["corrupt"] = time.perf_counter() - t0
 
-    seeds = {m: runs.derive_seed(seed, sample.name, condition, m) for m in METHODS}
+    seeds = {m: runs.derive_seed(job.seed, sample.name, condition, m) for m in METHODS}
     t0 = time.perf_counter()
-    item_projector = seeded(projector, seeds["proj_S"])
-    logits, convex, proj_loss = segment(sample, image, condition, seed, segmenter, prompt, item_projector)
+    projector = seeded(job.projector, seeds["proj_S"])
+    logits, convex, proj_loss = segment(
+        sample, image, condition, job.seed, job.segmenter, job.prompts[sample.name], projector
+    )
     timings["predict_and_project"] = time.perf_counter() - t0
 
     raw = logits > 0
     t0 = time.perf_counter()
-    masks = {"raw": raw, "remove_small": baselines.remove_small(raw), "convex_hull": baselines.convex_hull(raw)}
+    masks = {"raw": raw, "proj_S": convex}
+    for method in METHODS[1:-1]:
+        masks[method] = getattr(baselines, method)(raw)
     timings["baselines"] = time.perf_counter() - t0
-    masks["proj_S"] = convex
     record = {
         "image": sample.name,
         "condition": condition,
+        "severity": 0 if condition == CLEAN else severity,
         "iou": {m: iou(masks[m], sample.gt) for m in METHODS},
         "area": {m: int(masks[m].sum()) for m in METHODS},
         "gt_area": int(sample.gt.sum()),
@@ -116,11 +128,7 @@ def evaluate_item(
     return record, masks
 
 
-def seeded(projector, seed: int):
-    """The projector with `seed` when it draws random numbers (`GradientProjector`);
-    `ConvexProjector`'s polygon fit uses none."""
-    names = {f.name for f in dataclasses.fields(projector)}
-    return dataclasses.replace(projector, seed=seed) if "seed" in names else projector
+# ---------------------------------------------------------------------------- cache
 
 
 def sample_digest(sample: Sample) -> str:
@@ -134,18 +142,10 @@ def sample_digest(sample: Sample) -> str:
 
 
 def cache_dir(
-    out: Path,
-    severity: int,
-    dataset: str,
-    data: str | None,
-    segmenter: Segmenter,
-    prompt: str,
-    num_points: int,
-    seed: int,
-    projector: ConvexProjector,
+    out: Path, dataset: str, data: str | None, segmenter: Segmenter, prompt: str, num_points: int, seed: int, projector
 ) -> Path:
     """Where items are cached: a readable name + a hash of everything that changes an
-    item's result (every projector setting included)."""
+    item's result (every projector setting included); shared by every severity."""
     settings = [type(projector).__name__, dataclasses.asdict(projector)]
     digest = runs.key(
         CACHE_VERSION,
@@ -159,12 +159,18 @@ def cache_dir(
         settings,
     )
     name = f"{dataset}-{segmenter.kind}-{prompt.replace('+', '_')}-seed{seed}-{digest}"
-    return Path(out) / ".cache" / f"corruptions_sev{severity}" / name
+    return Path(out) / ".cache" / "corruptions" / name
+
+
+def item_stem(cache: Path, sample: Sample, condition: str, severity: int) -> Path:
+    name = f"{sample.name}__{CLEAN}" if condition == CLEAN else f"{sample.name}__{condition}__s{severity}"
+    return cache / name
 
 
 RECORD_FIELDS = {
     "image": str,
     "condition": str,
+    "severity": int,
     "iou": dict,
     "area": dict,
     "gt_area": int,
@@ -174,11 +180,13 @@ RECORD_FIELDS = {
 }
 
 
-def read_cached(cache: Path, sample: Sample, condition: str, want_masks: bool) -> tuple[dict, dict | None] | None:
+def read_cached(
+    cache: Path, sample: Sample, condition: str, severity: int, want_masks: bool
+) -> tuple[dict, dict | None] | None:
     """(record, masks or None) of a finished item, or None when it is missing, was
     computed from a different sample (image, GT or scribbles changed), or is damaged
     (then a warning names the file and the item is recomputed)."""
-    stem = cache / f"{sample.name}__{condition}"
+    stem = item_stem(cache, sample, condition, severity)
     json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
     if not json_path.exists() or (want_masks and not npz_path.exists()):
         return None
@@ -203,17 +211,42 @@ def read_cached(cache: Path, sample: Sample, condition: str, want_masks: bool) -
     return record, masks
 
 
-def write_cached(cache: Path, sample: Sample, condition: str, record: dict, masks: dict | None) -> None:
+def write_cached(cache: Path, sample: Sample, condition: str, severity: int, record: dict, masks: dict | None) -> None:
     """Store a finished item: masks (bit-packed) first, the JSON record last, as the
     marker that the item is complete. Adds the sample's digest to `record`."""
-    stem = cache / f"{sample.name}__{condition}"
+    stem = item_stem(cache, sample, condition, severity)
     record["sample"] = sample_digest(sample)
     if masks is not None:
         runs.write_npz(stem.with_suffix(".npz"), {m: np.packbits(masks[m].ravel()) for m in METHODS})
     runs.write_json(stem.with_suffix(".json"), record)
 
 
-PROJECTORS = ("polygon", "gradient")
+# ---------------------------------------------------------------------------- settings
+
+
+def parse_severities(text: str | int | Iterable[int]) -> tuple[int, ...]:
+    """Severities from 5, "5", "1-5" or "1,3,5" (sorted, unique; each in 1..5)."""
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        values = [int(text)]
+    elif isinstance(text, str):
+        values = []
+        for part in (p.strip() for p in text.split(",")):
+            lo, dash, hi = part.partition("-")
+            try:
+                values += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+            except ValueError as err:
+                raise ValueError(
+                    f"severity must be 1..5, a range such as 1-5 or a list such as 1,3,5, got {text!r}"
+                ) from err
+            if dash and int(hi) < int(lo):
+                raise ValueError(f"severity range {part!r} runs backwards; write {hi}-{lo}")
+    else:
+        values = [int(v) for v in text]
+    for v in values:
+        validation.choice("severity", v, SEVERITIES)
+    if not values:
+        raise ValueError(f"severity must name at least one of 1..5, got {text!r}")
+    return tuple(sorted(set(values)))
 
 
 def make_projector(projector, device: str | None):
@@ -227,26 +260,28 @@ def make_projector(projector, device: str | None):
     return GradientProjector(device=device, threads=1 if on_cpu else None)
 
 
-def check_settings(severity: int, corruptions, prompt: str, dataset: str) -> None:
-    validation.choice("severity", severity, SEVERITIES)
-    unknown = [c for c in corruptions if c not in CORRUPTIONS]
+def check_settings(corruptions, prompt: str, dataset: str) -> None:
+    unknown = [c for c in corruptions if c not in ALL_CORRUPTIONS]
     if unknown or not corruptions:
         raise ValueError(
-            f"unknown corruption(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(CORRUPTIONS)}"
+            f"unknown corruption(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(ALL_CORRUPTIONS)}"
         )
     validation.choice("prompt", prompt, PROMPTS)
     validation.choice("dataset", dataset, DATASETS)
 
 
+# ---------------------------------------------------------------------------- the run
+
+
 def run(
-    severity: int = 5,
+    severity: int | str | Iterable[int] = 5,
     dataset: str = "scenes",
     data: str | None = None,
     model: str | None = None,
     checkpoint: str | None = None,
     config: str | None = None,
     prompt: str = "points",
-    corruptions: list[str] | tuple[str, ...] = CORRUPTIONS,
+    corruptions: Iterable[str] = CORRUPTIONS,
     limit: int | None = None,
     seed: int = 0,
     device: str | None = None,
@@ -255,87 +290,163 @@ def run(
     num_points: int = 3,
     projector: ConvexProjector | GradientProjector | str | None = None,
     segmenter: Segmenter | None = None,
+    ray: str | bool | None = None,
+    ray_gpus_per_worker: float = 0.0,
     on_item: Callable[[dict], None] | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Run the benchmark and write the report.
 
     Args: as the command-line options (see `eval.corruptions.__main__`); plus
+        severity: one severity (the report of that severity) or several (a sweep).
         projector: "polygon" (default: `ConvexProjector`), "gradient"
             (`GradientProjector`), or a projector object (a seed is set per item where
             it takes one).
         segmenter: an already loaded `Segmenter` (then model/checkpoint/config are
             not used).
+        ray: None/False: compute here; True: on a local Ray started for the run; an
+            address: on that Ray cluster.
         on_item: called with each item's record after it is computed and cached.
         progress: show a tqdm progress bar.
     Returns:
-        paths of the written files: csv, markdown, meta, bars, deltas, grid.
+        paths of the written files (csv, markdown, meta, figures).
     """
-    check_settings(severity, corruptions, prompt, dataset)
-    runs.check_writable(out)
     started = time.perf_counter()
-    samples = load_dataset(dataset, data, limit=limit, seed=seed)
-    chosen = segmenter or choose_segmenter(model, checkpoint, config, device=device)
-    projector = make_projector(projector or "polygon", device)
-    conditions = [CLEAN] + [c for c in CORRUPTIONS if c in corruptions]
-    cache = cache_dir(Path(out), severity, dataset, data, chosen, prompt, num_points, seed, projector)
-    cache.mkdir(parents=True, exist_ok=True)
+    severities, corruptions = parse_severities(severity), tuple(corruptions)
+    check_settings(corruptions, prompt, dataset)
+    runs.check_writable(out)
+    cluster = None
+    if ray:  # Ray is an optional extra: imported only when asked for, and reached before any compute
+        from eval.corruptions import cluster
 
-    prompts = {s.name: make_prompt(s, prompt, num_points) for s in samples}
-    grid_names = {s.name for s in samples[:GRID_IMAGES]}
-    records, grid_masks, computed = [], {}, 0
-    items = [(s, c) for s in samples for c in conditions]
-    bar = tqdm(
-        total=len(items), desc=f"corruptions sev{severity}", unit="item", disable=not progress, dynamic_ncols=True
-    )
-    for sample, cond in items:
-        want_masks = sample.name in grid_names
-        cached = None if fresh else read_cached(cache, sample, cond, want_masks)
-        if cached is None:
-            record, masks = evaluate_item(sample, cond, severity, seed, chosen, prompts[sample.name], projector)
-            write_cached(cache, sample, cond, record, masks if want_masks else None)
-            computed += 1
-            if on_item is not None:
-                on_item(record)
-        else:
-            record, masks = cached
-        records.append(record)
-        if want_masks:
-            grid_masks[(sample.name, cond)] = masks
-        bar.set_postfix(computed=computed, cached=len(records) - computed, refresh=False)
-        bar.update()
-    bar.close()
+        cluster.connect(None if ray is True else ray)
+    try:
+        samples = load_dataset(dataset, data, limit=limit, seed=seed)
+        # On Ray, workers place the model themselves: load it on the CPU here.
+        chosen = segmenter or choose_segmenter(model, checkpoint, config, device="cpu" if cluster else device)
+        projector = make_projector(projector or "polygon", device)
+        plan = Plan(
+            severities=severities,
+            conditions=[CLEAN, *dict.fromkeys(corruptions)],  # in the order given (a set's own order)
+            samples=samples,
+            job=Job(seed, chosen, projector, {s.name: make_prompt(s, prompt, num_points) for s in samples}),
+            cache=cache_dir(Path(out), dataset, data, chosen, prompt, num_points, seed, projector),
+            out=Path(out),
+            describe=dict(dataset=dataset, data=data, prompt=prompt, num_points=num_points),
+        )
+        results, computed = collect(plan, fresh, cluster, ray_gpus_per_worker, on_item, progress)
+    finally:
+        if cluster is not None:
+            cluster.disconnect()
+    return write_outputs(plan, results, computed, "ray" if cluster else "serial", time.perf_counter() - started)
 
-    df = results_table(records, severity, seed, chosen, dataset, prompt)
+
+@dataclass
+class Plan:
+    """A run's resolved settings: what to compute and where results go."""
+
+    severities: tuple[int, ...]
+    conditions: list[str]  # "clean" first
+    samples: list[Sample]
+    job: Job
+    cache: Path
+    out: Path
+    describe: dict  # dataset, data, prompt, num_points (for the report)
+
+    @property
+    def items(self) -> list[tuple[Sample, str, int]]:
+        """(sample, condition, severity): clean once, every corruption at every severity."""
+        clean = [(s, CLEAN, 0) for s in self.samples]
+        return clean + [(s, c, v) for v in self.severities for s in self.samples for c in self.conditions[1:]]
+
+    @property
+    def grid_names(self) -> set[str]:
+        """Images whose masks the one-severity report's grid figure shows."""
+        return {s.name for s in self.samples[:GRID_IMAGES]} if len(self.severities) == 1 else set()
+
+
+def write_outputs(plan: Plan, results: dict, computed: int, executor: str, wall_s: float) -> dict[str, Path]:
+    """The CSV, the report and the figures of a finished run."""
+    records = [results[(s.name, c, v)][0] for s, c, v in plan.items]
+    job, d = plan.job, plan.describe
     meta = report.run_metadata(
-        segmenter=chosen,
-        dataset=dataset,
-        data=data,
-        samples=len(samples),
-        severity=severity,
-        seed=seed,
-        prompt=prompt,
-        num_points=num_points,
-        projector=projector,
-        wall_s=time.perf_counter() - started,
+        segmenter=job.segmenter,
+        samples=len(plan.samples),
+        severities=plan.severities,
+        seed=job.seed,
+        projector=job.projector,
+        wall_s=wall_s,
         computed=computed,
         items=len(records),
         compute_s=sum(sum(r["time_s"].values()) for r in records),
+        executor=executor,
+        **d,
     )
-    by_name = {s.name: s for s in samples}
-    grid_images = {k: condition_image(by_name[k[0]], k[1], severity, seed) for k in grid_masks}
-    return report.write_report(df, conditions, Path(out), severity, meta, samples, grid_masks, grid_images)
+    table = dict(seed=job.seed, segmenter=job.segmenter, dataset=d["dataset"], prompt=d["prompt"])
+    if len(plan.severities) > 1:
+        df = results_table(records, **table)
+        return report.write_sweep_report(df, plan.conditions, plan.severities, plan.out, meta)
+    severity = plan.severities[0]
+    df = results_table(records, severity=severity, **table)
+    by_name = {s.name: s for s in plan.samples}
+    grid = {(s.name, c): results[(s.name, c, v)][1] for s, c, v in plan.items if s.name in plan.grid_names}
+    grid_images = {k: condition_image(by_name[k[0]], k[1], severity, job.seed) for k in grid}
+    return report.write_report(df, plan.conditions, plan.out, severity, meta, plan.samples, grid, grid_images)
+
+
+def collect(plan: Plan, fresh: bool, cluster, ray_gpus_per_worker: float, on_item, progress: bool) -> tuple[dict, int]:
+    """Every item's (record, masks or None), from the cache or computed (here, or on
+    Ray). Each computed item is cached as soon as it arrives. Returns (results keyed by
+    (image, condition, severity), number computed)."""
+    items, cache, want_masks, job = plan.items, plan.cache, plan.grid_names, plan.job
+    results, pending = {}, []
+    for sample, condition, severity in items:
+        cached = None if fresh else read_cached(cache, sample, condition, severity, sample.name in want_masks)
+        if cached is None:
+            pending.append((sample, condition, severity))
+        else:
+            results[(sample.name, condition, severity)] = cached
+    bar = tqdm(
+        total=len(items),
+        initial=len(results),
+        desc="corruptions",
+        unit="item",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+
+    def finished(sample: Sample, condition: str, severity: int, record: dict, masks: dict) -> None:
+        keep = masks if sample.name in want_masks else None
+        write_cached(cache, sample, condition, severity, record, keep)
+        results[(sample.name, condition, severity)] = (record, keep)
+        bar.set_postfix(computed=len(results) - len(items) + len(pending), refresh=False)
+        bar.update()
+        if on_item is not None:
+            on_item(record)
+
+    if cluster is not None and pending:
+        failed = cluster.evaluate(pending, job, ray_gpus_per_worker, finished)
+    else:
+        failed = []
+        for sample, condition, severity in pending:
+            finished(sample, condition, severity, *evaluate_item(sample, condition, severity, job))
+    bar.close()
+    if failed:
+        names = "; ".join(f"{s.name} {c} severity {v}: {err}" for (s, c, v), err in failed[:5])
+        raise RuntimeError(f"{len(failed)} item(s) failed twice (the rest is cached; rerun to retry): {names}")
+    return results, len(pending)
 
 
 def results_table(
-    records: list[dict], severity: int, seed: int, segmenter: Segmenter, dataset: str, prompt: str
+    records: list[dict], seed: int, segmenter: Segmenter, dataset: str, prompt: str, severity: int | None = None
 ) -> pd.DataFrame:
-    """One row per (image, condition, method)."""
+    """One row per (image, condition, severity, method). With `severity`, every row gets
+    it (clean included: a one-severity report); else clean rows have severity 0."""
     rows = [
         {
             "image": r["image"],
             "condition": r["condition"],
-            "severity": severity,
+            "severity": severity if severity is not None else r["severity"],
             "method": m,
             "iou": r["iou"][m],
             "seed": r["seeds"][m],

@@ -1,6 +1,6 @@
 """Tables and figures of the corruption benchmark.
 
-Writes into the output directory, for severity S:
+Writes into the output directory, for a run at one severity S:
 
     corruptions_sev{S}.csv        one row per image x condition x method
     corruptions_sev{S}.md         mean IoU in the paper's layout + ΔIoU + run metadata
@@ -9,8 +9,17 @@ Writes into the output directory, for severity S:
     corruptions_sev{S}_delta.png  per-image ΔIoU (proj_S - raw) per condition
     corruptions_sev{S}_grid.png   a few images under every condition with contours
 
-Every figure carries the run's model, checkpoint, dataset, severity, seed and package
-versions in its title and footnote.
+and for a sweep over several severities:
+
+    corruptions_sweep.csv         one row per image x condition x severity x method
+                                  (clean rows: severity 0)
+    corruptions_sweep.md          mean IoU per method x condition x severity, and the mean
+                                  ΔIoU proj_S − raw with its 95% CI per severity
+    corruptions_sweep.json        run metadata
+    corruptions_sweep_curves.png  mean IoU vs severity per condition, a line per method
+
+Every figure carries the run's model, checkpoint, dataset, severity, seed, package
+versions and machine in its title and footnote.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from eval import runs
-from eval.metrics import TIE, mean_table, paired_delta
+from eval.metrics import TIE, bootstrap_ci, mean_table, paired_delta, paired_summary
 
 # Column titles in the paper's order and naming.
 TITLES = {
@@ -42,13 +51,44 @@ TITLES = {
     "gaussian_noise": "Gaussian",
     "defocus_blur": "Defocus",
     "glass_blur": "Glass",
+    # imagecorruptions' other corruptions ("common" and "all" sets), in its order.
+    "motion_blur": "Motion",
+    "zoom_blur": "Zoom",
+    "snow": "Snow",
+    "frost": "Frost",
+    "fog": "Fog",
+    "elastic_transform": "Elastic",
+    "pixelate": "Pixelate",
+    "jpeg_compression": "JPEG",
+    "speckle_noise": "Speckle",
+    "gaussian_blur": "Gaussian blur",
+    "saturate": "Saturate",
 }
-# Published mean IoU (poster; SAM on the convexity dataset, severity 5).
+# Published mean IoU (poster; SAM on the convexity dataset, severity 5), per condition
+# of POSTER_CONDITIONS.
+POSTER_CONDITIONS = (
+    "clean",
+    "spatter",
+    "contrast",
+    "brightness",
+    "impulse_noise",
+    "shot_noise",
+    "gaussian_noise",
+    "defocus_blur",
+    "glass_blur",
+)
 POSTER_IOU = {
     "SAM": [0.728, 0.563, 0.649, 0.646, 0.533, 0.630, 0.625, 0.733, 0.719],
     "proj_S(SAM)": [0.741, 0.582, 0.660, 0.652, 0.550, 0.637, 0.636, 0.743, 0.732],
 }
-COLORS = {"raw": "tab:red", "remove_small": "tab:orange", "convex_hull": "tab:gray", "proj_S": "tab:blue"}
+COLORS = {
+    "raw": "tab:red",
+    "remove_small": "tab:orange",
+    "convex_hull": "tab:gray",
+    "largest_component": "tab:olive",
+    "largest_component_hull": "tab:purple",
+    "proj_S": "tab:blue",
+}
 
 
 def method_labels(model_label: str) -> dict[str, str]:
@@ -57,6 +97,8 @@ def method_labels(model_label: str) -> dict[str, str]:
         "raw": model_label,
         "remove_small": f"remove_small({model_label})",
         "convex_hull": f"hull({model_label})",
+        "largest_component": f"largest_component({model_label})",
+        "largest_component_hull": f"hull(largest_component({model_label}))",
         "proj_S": f"proj_S({model_label})",
     }
 
@@ -66,7 +108,7 @@ def run_metadata(
     dataset: str,
     data,
     samples: int,
-    severity: int,
+    severities: tuple[int, ...],
     seed: int,
     prompt: str,
     num_points: int,
@@ -75,6 +117,7 @@ def run_metadata(
     computed: int,
     items: int,
     compute_s: float,
+    executor: str = "serial",
 ) -> dict:
     """Everything a reader needs to reproduce or judge a run (JSON-able)."""
     return {
@@ -85,7 +128,8 @@ def run_metadata(
         "dataset": dataset,
         "data": str(data) if data else "(generated, cached)" if dataset == "scenes" else None,
         "images": samples,
-        "severity": severity,
+        "severity": severities[0] if len(severities) == 1 else ", ".join(map(str, severities)),
+        "severities": list(severities),
         "seed": seed,
         "prompt": prompt,
         "num_points": num_points,
@@ -94,6 +138,7 @@ def run_metadata(
         "computed": computed,
         "items": items,
         "compute_s": round(compute_s, 2),
+        "executor": executor,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "versions": runs.versions(),
         "machine": runs.machine(projector.device),
@@ -167,7 +212,7 @@ def markdown(means: pd.DataFrame, delta: pd.DataFrame, conditions: list[str], me
     lines.append("| **Δ proj_S − raw** [95% CI] | " + " | ".join(cells) + " |")
     cells = [f"{d.wins}/{d.ties}/{d.losses}" if d.n else "–" for d in delta.itertuples()]
     lines.append("| proj_S vs raw: wins/ties/losses | " + " | ".join(cells) + " |")
-    paper_cols = list(TITLES)
+    paper_cols = list(POSTER_CONDITIONS)
     for name, values in POSTER_IOU.items():
         cells = [f"{values[paper_cols.index(c)]:.3f}" if c in paper_cols else "–" for c in conditions]
         lines.append(f"| *paper: {name}* | " + " | ".join(cells) + " |")
@@ -326,3 +371,154 @@ def plot_grid(samples, grid_masks: dict, grid_images: dict, conditions: list[str
     )
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=3, fontsize=8, frameon=False)
     save_figure(fig, meta, path, rect=(0, 0.07, 1, 0.9), dpi=110)
+
+
+# ---------------------------------------------------------------------------- sweeps
+
+
+def write_sweep_report(
+    df: pd.DataFrame, conditions: list[str], severities: tuple[int, ...], out: Path, meta: dict
+) -> dict[str, Path]:
+    """Write a sweep's CSV, metadata, markdown and robustness curves; return the paths.
+
+    Args:
+        df: long table (columns image, condition, severity, method, iou, ...); clean
+            rows have severity 0.
+        conditions: "clean" first, then the corruptions in report order.
+    """
+    stem = Path(out) / "corruptions_sweep"
+    paths = {
+        "csv": stem.with_suffix(".csv"),
+        "markdown": stem.with_suffix(".md"),
+        "meta": stem.with_suffix(".json"),
+        "curves": Path(f"{stem}_curves.png"),
+    }
+    df.to_csv(paths["csv"], index=False, float_format="%.6f")
+    paths["meta"].write_text(json.dumps(meta, indent=2))
+    deltas = severity_deltas(df, severities, meta["seed"])
+    paths["markdown"].write_text(sweep_markdown(df, conditions, severities, deltas, meta))
+    plot_curves(df, conditions, severities, meta, paths["curves"])
+    return paths
+
+
+def severity_deltas(df: pd.DataFrame, severities: tuple[int, ...], seed: int) -> pd.DataFrame:
+    """Per severity (0 = clean): mean over images of IoU(proj_S) − IoU(raw), each image's
+    difference averaged over the corruptions first (images are the independent units),
+    with its 95% bootstrap CI and wins/ties/losses over images."""
+    rows = []
+    for severity in (0, *severities):
+        sub = df[df["severity"] == severity].pivot_table(
+            index=["image", "condition"], columns="method", values="iou", aggfunc="first"
+        )
+        per_image = (sub["proj_S"] - sub["raw"]).groupby(level="image").mean().to_numpy()
+        rows.append({"severity": severity, **paired_summary(per_image, seed=seed)})
+    return pd.DataFrame(rows).set_index("severity")
+
+
+def sweep_markdown(
+    df: pd.DataFrame, conditions: list[str], severities: tuple[int, ...], deltas: pd.DataFrame, meta: dict
+) -> str:
+    """The sweep's report: overall means per severity, Δ with CI per severity, then mean
+    IoU per condition x method x severity, and the run block."""
+    labels = method_labels(meta["model"])
+    methods = [m for m in labels if m in set(df["method"])]
+    columns = ["clean", *map(str, severities)]
+    head = "| Method | " + " | ".join(["Clean", *(f"Severity {s}" for s in severities)]) + " |"
+    overall = [head, "|" + "---|" * (len(columns) + 1)]
+    for m in methods:
+        cells = [
+            df[(df["method"] == m) & (df["severity"] == (0 if c == "clean" else int(c)))].iou.mean() for c in columns
+        ]
+        overall.append(f"| {labels[m]} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+    delta_rows = ["| severity | Δ proj_S − raw [95% CI] | wins / ties / losses (images) |", "|---|---|---|"]
+    for severity, d in deltas.iterrows():
+        name = "clean" if severity == 0 else str(severity)
+        delta_rows.append(
+            f"| {name} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | "
+            f"{d['wins']} / {d['ties']} / {d['losses']} |"
+        )
+    detail = ["| Condition | Method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    clean = df[df["severity"] == 0].groupby("method").iou.mean()
+    for condition in conditions[1:]:
+        sub = df[df["condition"] == condition].groupby(["method", "severity"]).iou.mean()
+        for m in methods:
+            cells = [f"{clean[m]:.3f}"] + [f"{sub.get((m, s), float('nan')):.3f}" for s in severities]
+            detail.append(f"| {TITLES.get(condition, condition)} | {labels[m]} | " + " | ".join(cells) + " |")
+    vers = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    return "\n".join(
+        [
+            f"# Corruption sweep: {meta['model']} vs proj_S({meta['model']}), severities {meta['severity']}",
+            "",
+            f"Mean IoU over {meta['images']} images of the `{meta['dataset']}` dataset and over the corruptions "
+            f"{', '.join(TITLES.get(c, c) for c in conditions[1:])}; in every cell all methods post-process the same "
+            f"prediction of {meta['model']}. Clean is the same for every severity (computed once).",
+            "",
+            *overall,
+            "",
+            "## ΔIoU proj_S − raw per severity",
+            "",
+            "Per image, IoU(proj_S) − IoU(raw) averaged over the corruptions, then the mean over images with a 95% "
+            f"bootstrap CI (BCa, seed {meta['seed']}); wins/ties/losses count images with Δ ≥ {TIE:g} / "
+            f"|Δ| < {TIE:g} / Δ ≤ −{TIE:g}.",
+            "",
+            *delta_rows,
+            "",
+            "## Mean IoU per condition, method and severity",
+            "",
+            *detail,
+            "",
+            "## Run",
+            "",
+            f"- model: {meta['model_description']}",
+            f"- checkpoint: {meta['checkpoint']}",
+            f"- dataset: {meta['dataset']} ({meta['images']} images; data: {meta['data']})",
+            f"- prompt: {meta['prompt']} ({meta['num_points']} per class for points)",
+            f"- severities: {meta['severity']}; base seed: {meta['seed']}",
+            f"- projector: `{meta['projector']}`",
+            f"- items: {meta['items']} ({meta['computed']} computed in this invocation on {meta['executor']}, the rest "
+            "from the cache)",
+            f"- wall time of this invocation: {meta['wall_s']:.1f} s; summed per-item compute time: "
+            f"{meta['compute_s']:.1f} s",
+            f"- date: {meta['date']}",
+            f"- machine: {meta['machine']}",
+            f"- versions: {vers}",
+            "",
+        ]
+    )
+
+
+def plot_curves(df: pd.DataFrame, conditions: list[str], severities: tuple[int, ...], meta: dict, path: Path) -> None:
+    """Mean IoU vs severity (0 = clean) per corruption, a line per method with a 95%
+    bootstrap band over images."""
+    labels = method_labels(meta["model"])
+    methods = [m for m in labels if m in set(df["method"])]
+    corrupted = conditions[1:]
+    cols = min(4, len(corrupted))
+    rows = -(-len(corrupted) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows + 1.4), squeeze=False, sharey=True)
+    xs = [0, *severities]
+    clean = df[df["severity"] == 0]
+    for ax, condition in zip(axes.flat, corrupted):
+        sub = df[df["condition"] == condition]
+        for m in methods:
+            points = [clean[clean["method"] == m].iou.to_numpy()]
+            points += [sub[(sub["method"] == m) & (sub["severity"] == s)].iou.to_numpy() for s in severities]
+            means = [p.mean() for p in points]
+            bands = [bootstrap_ci(p, seed=meta["seed"], n_resamples=2000) for p in points]
+            ax.plot(xs, means, marker="o", ms=3, color=COLORS.get(m), label=labels[m])
+            ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=COLORS.get(m), alpha=0.12)
+        ax.set_title(TITLES.get(condition, condition), fontsize=9)
+        ax.set_xticks(xs, ["clean", *map(str, severities)], fontsize=7)
+        ax.set_ylim(0, 1)
+    for ax in list(axes.flat)[len(corrupted) :]:
+        ax.axis("off")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=min(6, len(methods)), fontsize=8, frameon=False)
+    fig.suptitle(
+        f"Mean IoU vs severity (band: 95% bootstrap CI over images): {meta['model']} "
+        f"(checkpoint {Path(meta['checkpoint']).name}) on {meta['dataset']}, {meta['images']} images, "
+        f"seed {meta['seed']}",
+        fontsize=10,
+        y=0.995,
+    )
+    save_figure(fig, meta, path, rect=(0, 0.04, 1, 0.93), dpi=100)
