@@ -25,9 +25,13 @@ The fit, per mask (float64 numpy, no randomness, so a batched call is N single c
      intersecting a convex set with the box never makes F worse). Below, coordinates
      are window-local pixels with the origin at the window's centre.
   2. Start: the convex hull of the largest component of {p > 0.5} (its outer contour
-     enclosing the most area), circumscribed by `edges` half-planes at uniformly spaced
-     normal angles, pixel centres grown by `grow` px so that lines and single pixels
-     have area.
+     enclosing the most area), joined by the next largest components while their joint
+     hull lowers F (an object split by an occluder is covered whole, a far island is
+     not), circumscribed by `edges` half-planes at uniformly spaced normal angles, pixel
+     centres grown by `grow` px so that lines and single pixels have area.
+     When that start, after the cuts below, captures less than 90% of what any set could
+     (F(fg)), starts from {p > 0.5} opened by disks are tried too and the best is kept:
+     the opening cuts thin bridges glued to the object (an occluder, a streak).
   3. Cuts (global moves, which remove bites): on a lattice of block sums of w, the best
      single half-plane cut of the polygon over `cut_angles` directions and all offsets
      (exact on the lattice: one histogram per direction) is added while it lowers F by
@@ -61,6 +65,9 @@ GROW = 0.25  # start: pixel centres grown by this many px
 CUT_ANGLES = 64  # directions tried by the cut search
 CUT_GRID = 64  # lattice (blocks per side) of the cut search
 MIN_CUT_GAIN = 1e-3  # relative to |F(start)|
+MAX_PARTS = 16  # start: the largest components considered for a joint hull
+OPEN_BELOW = 0.9  # start: try opened masks when the first start captures less of F(fg)
+OPEN_RADII = (0.04, 0.08)  # start: opening disk radii, times sqrt(foreground area)
 
 
 @dataclass
@@ -98,24 +105,46 @@ def inside(x: np.ndarray, y: np.ndarray, th: np.ndarray, h: np.ndarray) -> np.nd
     return edge_offsets(x, y, th, h).max(0) <= 0
 
 
-def start_polygon(fg: np.ndarray, edges: int, grow: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Support polygon of the hull of the largest component of an (h, w) bool crop.
+def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarray, np.ndarray]:
+    """The `edges` half-planes at uniformly spaced normal angles that circumscribe (P, 2)
+    points, grown by `grow` px (so that lines and single pixels have area)."""
+    angles = 2 * np.pi * np.arange(edges) / edges
+    normals = np.stack([np.cos(angles), np.sin(angles)], 1)
+    return angles, (pts @ normals.T).max(0) + grow * (np.abs(normals[:, 0]) + np.abs(normals[:, 1]))
 
-    Returns (th (K,), h (K,), centre (2,)) float64, with centre the mean contour point
-    (a point inside).
+
+def start_polygon(fg: np.ndarray, edges: int, grow: float, lattice: tuple, max_parts: int = MAX_PARTS):
+    """The start: the hull of the components of an (h, w) bool crop that are worth
+    covering together, circumscribed by `edges` half-planes.
+
+    From the largest component (the outer contour enclosing the most area: a ring counts
+    its hole; ties: the first, so the choice is deterministic; a 1-px-wide contour has
+    area 0, then the point count decides), the next largest components are added one by
+    one while the hull of the union lowers F on the lattice: an object split by an
+    occluder is covered whole, a far island or a second object of its own is not.
+
+    Args:
+        lattice: (x, y, sums, f) of `block_lattice`, on which F is measured.
+    Returns:
+        (th (K,), h (K,), centre (2,)) float64, centre a point inside (the mean contour
+        point of the chosen components).
     """
     hh, ww = fg.shape
     contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    # The largest component ~ the outer contour enclosing the most area (a ring counts
-    # its hole); ties: the first, so the choice is deterministic. A 1-px-wide contour
-    # has area 0: then the point count decides.
     sizes = [(cv2.contourArea(c), len(c)) for c in contours]
-    pts = contours[max(range(len(contours)), key=lambda k: sizes[k])].reshape(-1, 2)
-    pts = pts.astype(np.float64) + 0.5 - np.array([ww / 2, hh / 2])
-    angles = 2 * np.pi * np.arange(edges) / edges
-    normals = np.stack([np.cos(angles), np.sin(angles)], 1)
-    h = (pts @ normals.T).max(0) + grow * (np.abs(normals[:, 0]) + np.abs(normals[:, 1]))
-    return angles, h, pts.mean(0)
+    order = sorted(range(len(contours)), key=lambda k: sizes[k], reverse=True)  # stable: ties keep the first
+    parts = [contours[k].reshape(-1, 2).astype(np.float64) + 0.5 - np.array([ww / 2, hh / 2]) for k in order]
+    lx, ly, lw, _ = lattice
+    pts = parts[0]
+    th, h = support_polygon(pts, edges, grow)
+    cost = float(lw[inside(lx, ly, th, h)].sum())
+    for part in parts[1:max_parts]:
+        union = np.concatenate([pts, part])
+        th2, h2 = support_polygon(union, edges, grow)
+        cost2 = float(lw[inside(lx, ly, th2, h2)].sum())
+        if cost2 < cost:
+            pts, th, h, cost = union, th2, h2, cost2
+    return th, h, pts.mean(0)
 
 
 def vertices(th: np.ndarray, h: np.ndarray, centre=None) -> tuple[np.ndarray | None, np.ndarray]:
@@ -417,6 +446,36 @@ def centre_edges(xp, yp, th, h, radius: float) -> tuple[np.ndarray, float]:
 # --------------------------------------------------------------------------- the fit
 
 
+def cut_start(fg: np.ndarray, lattice: tuple, edges: int, max_cuts: int) -> tuple[float, np.ndarray, np.ndarray, tuple]:
+    """Start polygon of `fg` (`start_polygon`), then the greedy cuts; returns (F of the
+    cut polygon on the lattice, th, h, the start (th, h, centre))."""
+    lx, ly, lw, block = lattice
+    th, h, centre = start_polygon(fg, edges, GROW, lattice)
+    f_start = float(lw[inside(lx, ly, th, h)].sum())
+    cut_th, cut_h = greedy_cuts(lx, ly, lw, th, h, CUT_ANGLES, max_cuts, float(block), MIN_CUT_GAIN * abs(f_start))
+    return float(lw[inside(lx, ly, cut_th, cut_h)].sum()), cut_th, cut_h, (th, h, centre)
+
+
+def best_start(fg: np.ndarray, w: np.ndarray, lattice: tuple, edges: int, max_cuts: int):
+    """The cut start polygon (`cut_start`) with the lowest F on the lattice, from {p > 0.5}
+    itself and, when that one captures less than OPEN_BELOW of the mass F(fg) that any
+    set could, from {p > 0.5} opened by disks of OPEN_RADII x sqrt(area): the opening
+    cuts thin bridges (an occluder or a background streak the segmenter glued to the
+    object), whose hull would otherwise cover mostly background, beyond what greedy cuts
+    can carve away. Returns (th, h, start)."""
+    best = cut_start(fg, lattice, edges, max_cuts)
+    f_fg = float(w[fg].sum())  # the lowest F of any set (< 0)
+    if best[0] <= OPEN_BELOW * f_fg:
+        return best[1:]
+    disk_sizes = sorted({max(1, round(r * np.sqrt(fg.sum()))) for r in OPEN_RADII})
+    for size in disk_sizes:
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
+        opened = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, disk) > 0
+        if opened.any():
+            best = min(best, cut_start(opened, lattice, edges, max_cuts), key=lambda found: found[0])
+    return best[1:]
+
+
 def fit_target(p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int) -> PolygonFit:
     """Fit one (H, W) float32 target (steps 1-5 of the module docstring)."""
     height, width = p.shape
@@ -431,11 +490,9 @@ def fit_target(p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: 
         return PolygonFit("full", (r0, r1, c0, c1))
     w = 1.0 - 2.0 * p[r0:r1, c0:c1].astype(np.float64)
     hh, ww = w.shape
-    th, h, centre = start_polygon(crop_fg, edges, GROW)
-    start = (th.copy(), h.copy(), centre)
-    lx, ly, lw, block = block_lattice(w, CUT_GRID)
-    f_start = float(lw[inside(lx, ly, th, h)].sum())
-    th, h = greedy_cuts(lx, ly, lw, th, h, CUT_ANGLES, max_cuts, float(block), MIN_CUT_GAIN * abs(f_start))
+    lattice = block_lattice(w, CUT_GRID)
+    th, h, start = best_start(crop_fg, w, lattice, edges, max_cuts)
+    centre = start[2]
     wflat = w.ravel()
     for k in range(max(1, sweeps)):
         idx, centre = band(hh, ww, th, h, radius + 0.5, centre)

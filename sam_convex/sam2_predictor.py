@@ -333,7 +333,7 @@ class Sam2ConvexPredictor:
         self.last_sam_logits = None
 
     def reset_image(self) -> None:
-        """reset_predictor under SamPredictor's name (sam_convex.backends.Predictor)."""
+        """reset_predictor under SamPredictor's name, so code written for either works."""
         self.reset_predictor()
 
     # ---- prediction ------------------------------------------------------------------
@@ -370,7 +370,14 @@ class Sam2ConvexPredictor:
             raise ImageNotSetError("an image must be set with .set_image(...) before predict")
         # SAM2ImagePredictor.predict after set_image_batch uses the last image.
         _check_prompts(
-            point_coords, point_labels, box, mask_input, self._image_sizes[-1], normalize_coords, self._low_res_size
+            point_coords,
+            point_labels,
+            box,
+            mask_input,
+            self._image_sizes[-1],
+            normalize_coords,
+            self._low_res_size,
+            extent=self.project,
         )
         args = (point_coords, point_labels, box, mask_input, multimask_output)
         if not self.project:
@@ -412,7 +419,9 @@ class Sam2ConvexPredictor:
         for i, size in enumerate(self._image_sizes):
             coords, labels, box, mask_input = (b[i] if b is not None else None for b in batches)
             try:
-                _check_prompts(coords, labels, box, mask_input, size, normalize_coords, self._low_res_size)
+                _check_prompts(
+                    coords, labels, box, mask_input, size, normalize_coords, self._low_res_size, extent=self.project
+                )
             except ValueError as err:
                 raise ValueError(f"image {i}: {err}") from None
         kwargs = dict(multimask_output=multimask_output, normalize_coords=normalize_coords)
@@ -479,11 +488,19 @@ def _image_size(image) -> tuple[int, int]:
 
 
 def _check_prompts(
-    point_coords, point_labels, box, mask_input, image_size: tuple[int, int], normalize_coords: bool, low_res: int
+    point_coords,
+    point_labels,
+    box,
+    mask_input,
+    image_size: tuple[int, int],
+    normalize_coords: bool,
+    low_res: int,
+    extent: bool = True,
 ) -> None:
-    """ValueError for prompts SAM 2 would only assert on, or silently accept outside the
-    image: shapes, labels, non-finite values, points and boxes beyond the image extent
-    ([0, W] x [0, H] in pixels, [0, 1]^2 when normalize_coords=False)."""
+    """ValueError for prompts SAM 2 would only assert on: shapes, labels, non-finite
+    values; with `extent`, also points and boxes beyond the image ([0, W] x [0, H] in
+    pixels, [0, 1]^2 when normalize_coords=False) and empty boxes, which SAM 2 accepts
+    (so it is off with projection off, to return exactly SAM2ImagePredictor's output)."""
     h, w = image_size
     limit_x, limit_y = (float(w), float(h)) if normalize_coords else (1.0, 1.0)
     where = (
@@ -510,7 +527,7 @@ def _check_prompts(
         real = labels != -1  # padding points carry no position
         x, y = coords[..., 0][real], coords[..., 1][real]
         outside = (x < 0) | (x > limit_x) | (y < 0) | (y > limit_y)
-        if outside.any():
+        if extent and outside.any():
             bad = np.stack([x[outside], y[outside]], axis=1).tolist()
             raise ValueError(f"point(s) {bad} lie outside {where}")
         if coords.ndim == 3:
@@ -521,15 +538,8 @@ def _check_prompts(
             raise ValueError(f"box must have shape (4,) or (B, 4) as (x0, y0, x1, y1), got {boxes.shape}")
         boxes = boxes.reshape(-1, 4)
         x0, y0, x1, y1 = boxes.T
-        ok = (
-            np.isfinite(boxes).all(axis=1)
-            & (0 <= x0)
-            & (x0 < x1)
-            & (x1 <= limit_x)
-            & (0 <= y0)
-            & (y0 < y1)
-            & (y1 <= limit_y)
-        )
+        inside = (0 <= x0) & (x0 < x1) & (x1 <= limit_x) & (0 <= y0) & (y0 < y1) & (y1 <= limit_y)
+        ok = np.isfinite(boxes).all(axis=1) & (inside | (not extent))
         if not ok.all():
             raise ValueError(
                 f"box(es) {boxes[~ok].tolist()} are empty or lie outside {where}: "

@@ -8,7 +8,7 @@ from scipy.ndimage import gaussian_filter
 from eval.bench_projection import bench_targets
 from eval.metrics import iou
 from sam_convex import ConvexProjector, GradientProjector
-from sam_convex.polygon import start_polygon
+from sam_convex.polygon import best_start, block_lattice
 from sam_convex.rendering import render_logits
 
 from shapes import disk, ellipse, hull_gap, polygon, rotated_rectangle
@@ -169,15 +169,16 @@ def test_never_worse_than_the_start_or_the_empty_set(damaged):
     fit = PROJECTOR.fit(damaged)
     for p, loss in zip(damaged, fit.losses):
         assert loss <= (p**2).mean() + 1e-7  # the empty set
-        hull = np.zeros_like(p, bool)
         rows, cols = np.nonzero(p > 0.5)
-        r0, c0 = rows.min(), cols.min()
-        th, h, _ = start_polygon((p > 0.5)[r0 : rows.max() + 1, c0 : cols.max() + 1], 24, 0.25)
-        yy, xx = np.mgrid[: rows.max() + 1 - r0, : cols.max() + 1 - c0]
-        x, y = xx + 0.5 - xx.shape[1] / 2, yy + 0.5 - xx.shape[0] / 2
-        hull[r0 : rows.max() + 1, c0 : cols.max() + 1] = (
-            np.cos(th)[:, None, None] * x + np.sin(th)[:, None, None] * y - h[:, None, None]
-        ).max(0) <= 0
+        r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        w = 1.0 - 2.0 * p[r0:r1, c0:c1].astype(np.float64)
+        _, _, (th, h, _) = best_start(p[r0:r1, c0:c1] > 0.5, w, block_lattice(w, 64), 24, 8)
+        yy, xx = np.mgrid[: r1 - r0, : c1 - c0]
+        x, y = xx + 0.5 - (c1 - c0) / 2, yy + 0.5 - (r1 - r0) / 2
+        hull = np.zeros_like(p, bool)
+        hull[r0:r1, c0:c1] = (np.cos(th)[:, None, None] * x + np.sin(th)[:, None, None] * y - h[:, None, None]).max(
+            0
+        ) <= 0
         assert loss <= ((p - hull) ** 2).mean() + 1e-7  # the start
 
 
@@ -320,3 +321,21 @@ def test_a_diverging_gradient_fit_falls_back_to_its_moment_ellipse_start():
 def test_gradient_projector_bad_settings_raise(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         GradientProjector(**kwargs)
+
+
+def test_an_object_split_by_occluders_is_covered_whole():
+    """The start joins components whose joint hull is worth it (an occluder cut the
+    object in three), and not a far second object."""
+    yy, xx = np.mgrid[:256, :256]
+    split = disk(128, 128, 70) & (np.abs(xx - yy) > 3) & (np.abs(xx + yy - 256) > 3)
+    assert iou(PROJECTOR(split), disk(128, 128, 70)) >= 0.97
+    far = disk(60, 60, 40) | disk(200, 200, 38)
+    assert iou(PROJECTOR(far), disk(60, 60, 40)) >= 0.95
+
+
+def test_a_thin_streak_glued_to_the_object_is_cut_off():
+    """A segmenter's false streak from the object to the border (as along an occluder)
+    makes the hull mostly background; the opened start finds the object."""
+    target = disk(190, 128, 50) | ((np.abs(np.mgrid[:256, :256][0] - 128) < 3) & (np.mgrid[:256, :256][1] < 190))
+    mask = PROJECTOR(target)
+    assert iou(mask, disk(190, 128, 50)) >= 0.95 and hull_gap(mask) == 0

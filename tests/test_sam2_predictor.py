@@ -368,3 +368,18 @@ def test_cuda_model_is_projected_on_its_device(image):
     assert isinstance(masks, np.ndarray) and masks.shape == (3, H, W)
     assert predictor.last_fit.masks.device.type == "cuda"
     assert all(is_convex(m) for m in masks)
+
+
+def test_projection_off_keeps_upstreams_answer_to_prompts_off_the_image(model, image):
+    """SAM2ImagePredictor accepts points outside the image and inverted boxes; so does
+    the wrapper with project=False (bit for bit), while projection on refuses them."""
+    prompt = dict(point_coords=np.array([[W + 5.0, -3.0]]), point_labels=np.array([1]), box=np.array([90.0, 60, 10, 5]))
+    ours = Sam2ConvexPredictor(model, project=False)
+    ours.set_image(image)
+    theirs = sam2_image_predictor(model)
+    theirs.set_image(image)
+    assert_identical(ours.predict(**prompt), theirs.predict(**prompt))
+    projected = Sam2ConvexPredictor(model)
+    projected.set_image(image)
+    with pytest.raises(ValueError, match="outside"):
+        projected.predict(**prompt)

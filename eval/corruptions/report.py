@@ -38,6 +38,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from eval import runs
+from eval.corruptions.corrupt import CORRUPTION_SETS
 from eval.metrics import TIE, bootstrap_ci, mean_table, paired_delta, paired_summary
 
 # Column titles in the paper's order and naming.
@@ -66,17 +67,7 @@ TITLES = {
 }
 # Published mean IoU (poster; SAM on the convexity dataset, severity 5), per condition
 # of POSTER_CONDITIONS.
-POSTER_CONDITIONS = (
-    "clean",
-    "spatter",
-    "contrast",
-    "brightness",
-    "impulse_noise",
-    "shot_noise",
-    "gaussian_noise",
-    "defocus_blur",
-    "glass_blur",
-)
+POSTER_CONDITIONS = ("clean", *CORRUPTION_SETS["paper"])
 POSTER_IOU = {
     "SAM": [0.728, 0.563, 0.649, 0.646, 0.533, 0.630, 0.625, 0.733, 0.719],
     "proj_S(SAM)": [0.741, 0.582, 0.660, 0.652, 0.550, 0.637, 0.636, 0.743, 0.732],
