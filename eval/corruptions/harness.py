@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+import sam_convex
 from eval import runs
 from eval.corruptions import report
 from eval.corruptions.corrupt import ALL_CORRUPTIONS, CORRUPTIONS, SEVERITIES, corrupt
@@ -149,6 +150,7 @@ def cache_dir(
     settings = [type(projector).__name__, dataclasses.asdict(projector)]
     digest = runs.key(
         CACHE_VERSION,
+        sam_convex.__version__,  # a release that changes results starts a fresh cache
         dataset,
         str(Path(data).resolve()) if data else None,
         segmenter.kind,
