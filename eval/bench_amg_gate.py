@@ -232,6 +232,7 @@ def run(
         "versions": runs.versions(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+    out.mkdir(parents=True, exist_ok=True)
     (out / "amg_gate.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "amg_gate.md").write_text(markdown(result))
     return result
@@ -406,7 +407,7 @@ def build_parser() -> validation.CommandLineParser:
         default=3,
         help="re-measure the balanced score on this many further seeds (default 3; 0: none)",
     )
-    parser.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
+    parser.add_argument("--out", default="reports", help="output directory (default reports/)")
     return parser
 
 

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from eval.scenes import ensure_scenes
+from eval.scenes import default_scenes_dir, ensure_scenes
 
 DATASETS = ("scenes", "convexitydb", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -88,14 +90,35 @@ def load_dataset(
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     if dataset == "scenes":
-        root = ensure_scenes(root, seed=seed)
-        return load_convexitydb(root, limit)
+        return load_scenes(root, limit, seed)
     if root is None:
         layout = CONVEXITYDB_LAYOUT if dataset == "convexitydb" else FOLDER_LAYOUT
         raise FileNotFoundError(f"dataset {dataset!r} needs a root directory (--data ROOT) laid out as:\n{layout}")
     if dataset == "convexitydb":
         return load_convexitydb(root, limit)
     return load_folder(root, limit)
+
+
+def load_scenes(root: str | os.PathLike | None, limit: int | None, seed: int) -> list[Sample]:
+    """The embedded benchmark, generated on first use. A damaged copy in the default
+    cache (a file missing, unreadable or of the wrong size, no scenes.csv) is a cache,
+    not data: it is reported and generated again. In a directory the user named, the
+    damage is reported as an error instead (nothing of theirs is deleted)."""
+    generated = root is None
+    try:
+        root = ensure_scenes(root, seed=seed)
+        samples = load_convexitydb(root, limit)
+        expected = [f"img_{i}" for i in range(len(pd.read_csv(root / "scenes.csv")))][:limit]
+        if [s.name for s in samples] != expected:
+            raise ValueError(f"scenes {sorted(set(expected) - {s.name for s in samples})[:5]} are missing")
+    except (ValueError, OSError) as err:  # FileNotFoundError and FileExistsError are OSErrors
+        if not generated:
+            raise
+        root = Path(root) if root is not None else default_scenes_dir(seed)
+        warnings.warn(f"the generated benchmark in {root} is damaged ({err}); generating it again", stacklevel=2)
+        shutil.rmtree(root, ignore_errors=True)
+        return load_convexitydb(ensure_scenes(root, seed=seed), limit)
+    return samples
 
 
 def load_convexitydb(root: str | os.PathLike, limit: int | None = None) -> list[Sample]:

@@ -67,14 +67,19 @@ def default_cache_dir() -> Path:
 
 
 def check_writable(directory: str | os.PathLike, option: str = "--out") -> Path:
-    """Create `directory` if needed and prove a file can be written there, before any
-    compute is spent; ValueError naming the option and the reason otherwise."""
-    path = Path(directory)
+    """Prove that `directory` can be created (if missing) and written to, before any
+    compute is spent, without creating anything; ValueError naming the option and the
+    reason otherwise."""
     if str(directory) == "":
         raise ValueError(f"{option} must name a directory, got ''")
+    path = Path(directory)
+    existing = path
+    while not existing.exists():  # the nearest existing ancestor decides
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option} {str(directory)!r} is not a writable directory ({existing} is a file)")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as err:
         raise ValueError(f"{option} {str(directory)!r} is not a writable directory ({err.strerror or err})") from err
@@ -130,7 +135,7 @@ def read_json(path: Path) -> Any:
     is empty, truncated or not JSON."""
     try:
         return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as err:
         raise ValueError(f"not valid JSON ({err})") from err
 
 
@@ -160,7 +165,15 @@ def check_fields(record: Any, fields: dict[str, type]) -> None:
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     for name, kind in fields.items():
         if not isinstance(record.get(name), kind):
-            raise ValueError(f"field {name!r} missing or not {kind.__name__}")
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise ValueError(f"field {name!r} missing or not {' or '.join(k.__name__ for k in kinds)}")
+
+
+def clear_damaged(path: Path) -> None:
+    """Remove a directory standing where a cache file belongs (a damaged cache), so the
+    recomputed entry can be written there."""
+    if Path(path).is_dir():
+        shutil.rmtree(path)
 
 
 def warn_damaged(path: Path, err: Exception) -> None:

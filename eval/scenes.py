@@ -46,6 +46,13 @@ KINDS = ("plain", "occluders", "distractors", "occluders+distractors")
 SCRIBBLE_GREY = (0, 128, 255)  # unlabelled, background, foreground
 
 
+def default_scenes_dir(seed: int = 0, size: tuple[int, int] = IMAGE_SIZE) -> Path:
+    """Where the generated benchmark is cached: `default_cache_dir()/scenes-<VERSION>-seed<seed>`
+    (with the size appended when it is not the default 300x400)."""
+    suffix = "" if tuple(size) == IMAGE_SIZE else f"-{size[0]}x{size[1]}"
+    return default_cache_dir() / f"scenes-{VERSION}-seed{seed}{suffix}"
+
+
 def ensure_scenes(
     root: str | os.PathLike | None = None, seed: int = 0, n: int = NUM_SCENES, size: tuple[int, int] = IMAGE_SIZE
 ) -> Path:
@@ -61,8 +68,7 @@ def ensure_scenes(
     concurrent run never leaves a half-written benchmark behind.
     """
     if root is None:
-        suffix = "" if tuple(size) == IMAGE_SIZE else f"-{size[0]}x{size[1]}"
-        root = default_cache_dir() / f"scenes-{VERSION}-seed{seed}{suffix}"
+        root = default_scenes_dir(seed, size)
     root = Path(root)
     if (root / "scenes.csv").exists():
         return root

@@ -136,6 +136,8 @@ def run(args) -> int:
     check_output(args.out, "--out", (".json",) if args.auto else MASK_FORMATS)
     if args.overlay is not None:
         check_output(args.overlay, "--overlay", OVERLAY_FORMATS)
+        if args.overlay.resolve() == args.out.resolve():
+            raise ValueError(f"--overlay {args.overlay} is the --out file; give them different names")
     bgr = read_image(args.image)
     prompt = None if args.auto else prompts(args, bgr.shape[:2])
     if args.min_solidity is not None and not args.auto:

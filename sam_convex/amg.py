@@ -140,6 +140,17 @@ def encode(records: list[dict[str, Any]], output_mode: str) -> list[dict[str, An
     return out
 
 
+def check_upstream(points_per_side, points_per_batch, crop_n_layers, downscale, **numbers) -> None:
+    """ValueError for generator settings the upstream generators would only fail on
+    later (a division by zero) or take silently (NaN thresholds, 2.5 points per side)."""
+    validation.integer("points_per_side", points_per_side, minimum=1, allow_none=True)
+    validation.integer("points_per_batch", points_per_batch, minimum=1)
+    validation.integer("crop_n_layers", crop_n_layers, minimum=0)
+    validation.integer("crop_n_points_downscale_factor", downscale, minimum=1)
+    for name, value in numbers.items():
+        validation.number(name, value)
+
+
 class _ConvexMaskGenerator:
     """What the SAM and SAM 2 generators share: generate() around the upstream one."""
 
@@ -163,11 +174,9 @@ class _ConvexMaskGenerator:
                 raise ImportError("output_mode='coco_rle' needs pycocotools: pip install pycocotools") from err
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
-        if not 0.0 <= float(min_solidity) <= 1.0:
-            raise ValueError(f"min_solidity must be in [0, 1] (0 projects every mask), got {min_solidity!r}")
-        self.projector = projector if projector is not None else ConvexProjector()
-        self.min_solidity = float(min_solidity)
-        self.project = bool(project)
+        self.projector = validation.projector(projector) or ConvexProjector()
+        self.min_solidity = validation.number("min_solidity", min_solidity, minimum=0.0, maximum=1.0)
+        self.project = validation.flag("project", project)
         self.output_mode = output_mode
         self.last_fit: ConvexFit | None = None
 
@@ -235,6 +244,19 @@ class SamConvexAutomaticMaskGenerator(_ConvexMaskGenerator):
         if not all(hasattr(model, name) for name in needed):
             raise ValueError(f"model must be a SAM model (segment_anything.modeling.Sam), got {type(model).__name__}")
         self._setup(projector, min_solidity, project, output_mode, points_per_side, point_grids)
+        check_upstream(
+            points_per_side,
+            points_per_batch,
+            crop_n_layers,
+            crop_n_points_downscale_factor,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            box_nms_thresh=box_nms_thresh,
+            crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio,
+            min_mask_region_area=min_mask_region_area,
+        )
         self.generator = SamAutomaticMaskGenerator(
             model,
             points_per_side,
@@ -289,6 +311,20 @@ class Sam2ConvexAutomaticMaskGenerator(_ConvexMaskGenerator):
     ) -> None:
         check_sam2_model(model)
         self._setup(projector, min_solidity, project, output_mode, points_per_side, point_grids)
+        check_upstream(
+            points_per_side,
+            points_per_batch,
+            crop_n_layers,
+            crop_n_points_downscale_factor,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            mask_threshold=mask_threshold,
+            box_nms_thresh=box_nms_thresh,
+            crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio,
+            min_mask_region_area=min_mask_region_area,
+        )
         self.generator = SAM2AutomaticMaskGenerator(
             model,
             points_per_side,

@@ -37,7 +37,8 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 def remove_small(mask: np.ndarray, area_fraction: float = 0.01, min_area: int = 25) -> np.ndarray:
     """segment-anything's `remove_small_regions` for holes, then islands, with the area
     threshold max(min_area, area_fraction * H * W) pixels."""
-    thresh = max(min_area, area_fraction * mask.size)
+    area_fraction = validation.number("area_fraction", area_fraction, minimum=0.0, maximum=1.0)
+    thresh = max(validation.number("min_area", min_area, minimum=0.0), area_fraction * mask.size)
     mask, _ = remove_small_regions(mask, thresh, mode="holes")
     mask, _ = remove_small_regions(mask, thresh, mode="islands")
     return np.asarray(mask, dtype=bool)

@@ -144,11 +144,13 @@ class GradientProjector:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("grid", "width", "depth", "steps", "patience"):
-            setattr(self, name, validation.integer(name, getattr(self, name), minimum=1))
+        # Upper bounds keep memory and float32 arithmetic sane, far beyond useful values.
+        maxima = {"grid": 1024, "width": 1024, "depth": 32, "steps": 10**6, "patience": 10**6}
+        for name, maximum in maxima.items():
+            setattr(self, name, validation.integer(name, getattr(self, name), minimum=1, maximum=maximum))
         self.fine_steps = validation.integer("fine_steps", self.fine_steps, minimum=1, allow_none=True)
         for name in ("lr", "sharpness", "pos_weight"):
-            setattr(self, name, validation.number(name, getattr(self, name), above=0))
+            setattr(self, name, validation.number(name, getattr(self, name), above=0, maximum=1e6))
         self.tol = validation.number("tol", self.tol, minimum=0)
         self.seed = validation.integer("seed", self.seed)
         self.threads = validation.integer("threads", self.threads, minimum=1, allow_none=True)

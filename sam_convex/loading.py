@@ -85,8 +85,9 @@ def load_sam(checkpoint: str | Path, model_type: str | None = None, device: str 
         ValueError: unknown model_type, unreadable file, or weights that do not fit the
             model type(s) tried.
     """
-    path = Path(checkpoint)
+    validation.checkpoint_path("checkpoint", checkpoint)
     target = validation.device("device", device) or default_device()
+    path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(
             f"SAM checkpoint not found: {path}. Download an official checkpoint "
@@ -111,6 +112,8 @@ def load_sam(checkpoint: str | Path, model_type: str | None = None, device: str 
     if not isinstance(state_dict, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(state_dict).__name__})")
 
+    if any(k.startswith(("image_encoder.trunk.", "sam_mask_decoder.")) for k in state_dict):
+        raise ValueError(f"{path} holds SAM 2 weights: load them with load_sam2 (--model sam2) and Sam2ConvexPredictor")
     if model_type is not None:
         tried = [model_type]
     else:

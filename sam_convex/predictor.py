@@ -28,6 +28,8 @@ from sam_convex import validation
 from sam_convex.loading import load_sam
 from sam_convex.projection import ConvexFit, ConvexProjector
 
+SAM_LABELS = (-1, 0, 1, 2, 3)  # padding, background, object, box corners (SAM's prompt encoder)
+
 
 class SamConvexPredictor:
     """Drop-in for `segment_anything.SamPredictor` that returns convex masks.
@@ -74,8 +76,8 @@ class SamConvexPredictor:
             self.sam_predictor = SamPredictor(sam_model)
             self.model = sam_model
         self.transform = getattr(self.sam_predictor, "transform", None)
-        self.projector = projector if projector is not None else ConvexProjector()
-        self.project = bool(project)
+        self.projector = validation.projector(projector) or ConvexProjector()
+        self.project = validation.flag("project", project)
         self.last_fit: ConvexFit | None = None
         self.last_sam_logits: torch.Tensor | None = None
 
@@ -101,6 +103,13 @@ class SamConvexPredictor:
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
         """As SamPredictor.set_torch_image: a 1x3xHxW image already resized with
         `self.transform` (long side = model frame), and the (H, W) before resizing."""
+        frame = getattr(getattr(self.model, "image_encoder", None), "img_size", None)
+        shape = tuple(getattr(transformed_image, "shape", ()))
+        if len(shape) != 4 or shape[:2] != (1, 3) or (frame is not None and max(shape[2:]) != frame):
+            raise ValueError(
+                f"transformed_image must be a (1, 3, H, W) tensor whose long side is the model frame ({frame}), "
+                f"as predictor.transform.apply_image_torch makes it; got shape {shape}"
+            )
         self.sam_predictor.set_torch_image(transformed_image, original_image_size)
 
     def get_image_embedding(self) -> torch.Tensor:
@@ -162,7 +171,7 @@ class SamConvexPredictor:
             # A point off the image or an inverted box is a mistake the projection would
             # silently turn into a confident convex mask; SamPredictor itself (project=False)
             # accepts them, and so does this wrapper then.
-            _check_extent(point_coords, box, self.original_size)
+            _check_extent(point_coords, point_labels, box, self.original_size)
         if not self.project:
             return self.sam_predictor.predict(
                 point_coords, point_labels, box, mask_input, multimask_output, return_logits
@@ -239,9 +248,12 @@ def _as_prompt(name: str, value, shape: tuple, batched: bool):
     return arr
 
 
-def _check_extent(point_coords, box, image_size: tuple[int, int]) -> None:
-    """ValueError for points outside [0, W] x [0, H] or a box that is empty or leaves it."""
+def _check_extent(point_coords, point_labels, box, image_size: tuple[int, int]) -> None:
+    """ValueError for points outside [0, W] x [0, H], labels SAM does not know, or a box
+    that is empty or leaves the image."""
     h, w = image_size
+    if point_labels is not None and not np.isin(point_labels, SAM_LABELS).all():
+        raise ValueError(f"point_labels must be 1 (object) or 0 (background), got {np.unique(point_labels).tolist()}")
     if point_coords is not None:
         x, y = point_coords[:, 0], point_coords[:, 1]
         outside = (x < 0) | (x > w) | (y < 0) | (y > h)
@@ -265,6 +277,8 @@ def _check_prompts(point_coords, point_labels, box, mask_input, mask_size: tuple
     labels = None
     if coords is not None:
         labels = _as_prompt("point_labels", point_labels, tuple(coords.shape[:-1]), batched)
-    box = _as_prompt("boxes" if batched else "box", box, (*lead, 4), batched)
+    # SamPredictor.predict also takes a (1, 4) box.
+    box_shape = (*lead, 4) if batched or np.ndim(box) <= 1 else (1, 4)
+    box = _as_prompt("boxes" if batched else "box", box, box_shape, batched)
     mask_input = _as_prompt("mask_input", mask_input, (*lead, 1, *mask_size), batched)
     return coords, labels, box, mask_input

@@ -203,12 +203,14 @@ class ConvexProjector:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        self.width = validation.integer("width", self.width, minimum=2)
-        self.edges = validation.integer("edges", self.edges, minimum=3)
-        self.max_cuts = validation.integer("max_cuts", self.max_cuts, minimum=0)
-        self.sweeps = validation.integer("sweeps", self.sweeps, minimum=1)
-        self.radius = validation.number("radius", self.radius, minimum=1.0)
-        self.sharpness = validation.number("sharpness", self.sharpness, above=0)
+        # The upper bounds keep memory, time and float32 logits sane; they are far beyond
+        # what a fit needs (a depth-2 net of width 512 holds 1023 edges).
+        self.width = validation.integer("width", self.width, minimum=3, maximum=512)
+        self.edges = validation.integer("edges", self.edges, minimum=4, maximum=1023)
+        self.max_cuts = validation.integer("max_cuts", self.max_cuts, minimum=0, maximum=1023)
+        self.sweeps = validation.integer("sweeps", self.sweeps, minimum=1, maximum=100)
+        self.radius = validation.number("radius", self.radius, minimum=1.0, maximum=32.0)
+        self.sharpness = validation.number("sharpness", self.sharpness, above=0, maximum=1e6)
         self.threads = validation.integer("threads", self.threads, minimum=1, allow_none=True)
         validation.device("device", self.device)
         if self.edges + self.max_cuts > 2 * self.width - 1:

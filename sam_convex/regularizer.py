@@ -66,7 +66,7 @@ class ConvexityRegularizer(nn.Module):
         image_size: tuple[int, int] | int | None = None,
         *legacy_args: Any,
         num_maps: int = 1,
-        width: int = 32,
+        width: int | None = None,
         depth: int = 2,
         grid: int | None = 64,
         sharpness: float = 6.0,
@@ -88,7 +88,7 @@ class ConvexityRegularizer(nn.Module):
         self.sharpness = validation.number("sharpness", sharpness, above=0)
         self.seed = validation.integer("seed", seed)
         self.lattice = (min(self.height, grid), min(self.width, grid)) if grid else (self.height, self.width)
-        self.icnn = ICNN(self.num_maps, width, depth)
+        self.icnn = ICNN(self.num_maps, 32 if width is None else width, depth)
         self.icnn.reset_random(torch.Generator().manual_seed(self.seed))
         self.register_buffer("coords", grid_coords(*self.lattice), persistent=False)
 
@@ -197,8 +197,14 @@ def _legacy_settings(image_size, legacy_args, height, width_hidden, given) -> tu
         raise ValueError(f"ConvexityRegularizer takes at most 8 positional arguments, got {1 + len(legacy_args)}")
     settings = {name: given[name] for name in ("num_maps", "width", "depth", "grid", "sharpness", "seed")}
     if isinstance(image_size, (tuple, list)):  # new form, only width_hidden is old
+        if given["width"] is not None:
+            raise ValueError("give the hidden width once: width (new) or width_hidden (deprecated), not both")
         settings["width"] = width_hidden
         return tuple(image_size), settings
+    if not legacy_args and given["width"] is None and height is None:
+        raise ValueError(
+            f"ConvexityRegularizer({image_size!r}): an image size needs both sides; write ConvexityRegularizer((H, W))"
+        )
     old = dict(zip(LEGACY_ORDER, legacy_args))
     image_width = old.pop("width", given["width"])  # in 0.1, width was the image's
     settings.update(old)

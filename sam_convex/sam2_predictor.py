@@ -123,6 +123,8 @@ def load_sam2(checkpoint: str | Path, config: str | None = None, device: str | t
         FileNotFoundError: no such file (the message says where to download it).
         ValueError: unknown config, unreadable file, or weights that do not fit the config.
     """
+    validation.checkpoint_path("checkpoint", checkpoint)
+    target = validation.device("device", device) or default_device()
     path = Path(checkpoint)
     if not path.is_file():
         name = path.name if path.name in SAM2_CONFIGS else "sam2.1_hiera_tiny.pt"
@@ -166,7 +168,7 @@ def load_sam2(checkpoint: str | Path, config: str | None = None, device: str | t
             f"weights in {path} do not fit SAM 2 config {config} ({detail} ...); pass the "
             "config of the model that was saved"
         ) from err
-    return model.to(torch.device(device) if device is not None else default_device()).eval()
+    return model.to(target).eval()
 
 
 def check_sam2_model(model: object) -> None:
@@ -242,15 +244,15 @@ class Sam2ConvexPredictor:
         check_sam2_model(sam_model)
         self.sam2_predictor = SAM2ImagePredictor(
             sam_model,
-            mask_threshold=mask_threshold,
-            max_hole_area=max_hole_area,
-            max_sprinkle_area=max_sprinkle_area,
+            mask_threshold=validation.number("mask_threshold", mask_threshold),
+            max_hole_area=validation.number("max_hole_area", max_hole_area, minimum=0),
+            max_sprinkle_area=validation.number("max_sprinkle_area", max_sprinkle_area, minimum=0),
             **kwargs,
         )
         match_feature_sizes(self.sam2_predictor)
         self.model = sam_model
-        self.projector = projector if projector is not None else ConvexProjector()
-        self.project = bool(project)
+        self.projector = validation.projector(projector) or ConvexProjector()
+        self.project = validation.flag("project", project)
         self.last_fit: ConvexFit | None = None
         self.last_sam_logits = None
         self._image_sizes: list[tuple[int, int]] = []  # (H, W) of each set image
@@ -557,3 +559,5 @@ def _check_prompts(
                 f"(B, 1, {low_res}, {low_res}) (low-res logits of an earlier "
                 f"call), got {shape}"
             )
+        if not np.isfinite(np.asarray(mask_input, dtype=np.float64)).all():
+            raise ValueError("mask_input contains NaN or infinite values")

@@ -100,12 +100,12 @@ def choose_segmenter(
     if model is not None:
         validation.choice("model", model, SEGMENTERS)
     validation.device("device", device)
+    if config is not None and model != "sam2":
+        raise ValueError("--config is for --model sam2")
     if model == "grabcut":
         if checkpoint is not None:
             raise ValueError("--checkpoint is for --model sam or sam2; GrabCut takes no checkpoint")
         return grabcut()
-    if config is not None and model != "sam2":
-        raise ValueError("--config is for --model sam2")
     if model == "sam2":
         if checkpoint is None:
             raise FileNotFoundError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import numbers
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -36,15 +37,25 @@ class CommandLineParser(argparse.ArgumentParser):
 PROBABILITY_SLACK = 1e-5
 
 
-def integer(name: str, value: Any, minimum: int | None = None, allow_none: bool = False) -> int | None:
+def integer(
+    name: str, value: Any, minimum: int | None = None, allow_none: bool = False, maximum: int | None = None
+) -> int | None:
     """`value` as an int; bool and non-integral numbers are refused."""
     if value is None and allow_none:
         return None
     ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-    if not ok or (minimum is not None and value < minimum):
-        what = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+    if not ok or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = [f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else ""]
+        what = " ".join(["an integer", " and ".join(b for b in bounds if b)]).strip()
         raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """`value` if it is a bool (a string such as 'no' is not)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def number(
@@ -75,6 +86,19 @@ def choice(name: str, value: Any, allowed: tuple) -> Any:
     """`value` if it is one of `allowed`."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
+
+
+def checkpoint_path(name: str, value: Any) -> None:
+    """ValueError unless `value` is a path (str or os.PathLike)."""
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise ValueError(f"{name} must be the path of a checkpoint file, got {value!r}")
+
+
+def projector(value: Any) -> Any:
+    """`value` if it can project (has `fit(targets, logits=...)`); None passes."""
+    if value is not None and not callable(getattr(value, "fit", None)):
+        raise ValueError(f"projector must be a ConvexProjector or GradientProjector, got {value!r}")
     return value
 
 
@@ -109,10 +133,13 @@ def probabilities(targets: Any, logits: bool = False, keep_grad: bool = False) -
     Raises:
         ValueError: wrong ndim, non-numeric dtype, empty, NaN/inf, or outside [0, 1].
     """
+    flag("logits", logits)
     if isinstance(targets, torch.Tensor):
         t = targets if keep_grad else targets.detach()
         if t.is_complex():
             raise ValueError(f"targets must be real numbers or bool, got dtype {t.dtype}")
+        if t.device.type == "meta":
+            raise ValueError("targets must hold data, got a tensor on the 'meta' device")
     else:
         arr = np.asarray(targets)
         if arr.dtype.kind not in "biuf":

@@ -380,3 +380,22 @@ def test_bad_input():
     for bad, match in ((random_image(H, W).astype(np.float32), "uint8"), (random_image(H, W)[..., :2], r"\(H, W, 3\)")):
         with pytest.raises(ValueError, match=match):
             generator.generate(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"min_solidity": None}, "min_solidity"),
+        ({"min_solidity": "0.5"}, "min_solidity"),
+        ({"min_solidity": True}, "min_solidity"),
+        ({"points_per_side": 0}, "points_per_side"),
+        ({"points_per_side": 2.5}, "points_per_side"),
+        ({"points_per_batch": 0}, "points_per_batch"),
+        ({"pred_iou_thresh": float("nan")}, "pred_iou_thresh"),
+        ({"projector": "polygon"}, "projector"),
+        ({"project": "no"}, "project"),
+    ],
+)
+def test_generator_settings_are_checked_where_given(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SamConvexAutomaticMaskGenerator(FAMILIES["sam"][0](), **kwargs)

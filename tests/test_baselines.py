@@ -48,3 +48,16 @@ def test_batches_empty_masks_and_probabilities(func):
     assert np.array_equal(func(probs), out[0])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         func(stack * 2.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"area_fraction": float("nan")}, "area_fraction"),
+        ({"area_fraction": -1}, "area_fraction"),
+        ({"min_area": "x"}, "min_area"),
+    ],
+)
+def test_remove_small_refuses_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        baselines.remove_small(disk(20, 20, 8, 40, 40), **kwargs)

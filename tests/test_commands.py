@@ -57,6 +57,10 @@ CORRUPTIONS_BAD = [
     (["--corruptions", ""], "no corruptions"),
     (["--severity", "5-1"], "backwards"),
     (["--ray", "127.0.0.1:1"], "127.0.0.1:1"),
+    (["--ray", "--ray-gpus-per-worker", "inf"], "inf"),
+    (["--ray-gpus-per-worker", "1"], "is for --ray"),
+    (["--seed", "-1"], "--seed"),
+    (["--config", "sam2.1_hiera_t"], "--config is for --model sam2"),
     (["--limit", "0"], "--limit"),
     (["--device", "nonsense"], "nonsense"),
     (["--device", "cuda:9"], "cuda:9"),
@@ -88,6 +92,9 @@ BENCH_BAD = [
     (["--masks", "0"], "--masks"),
     (["--reference-masks", "5", "--masks", "2"], "--reference-masks"),
     (["--out", "{file}"], "{file}"),
+    (["--out", ""], "''"),
+    (["--quick", "--masks", "0"], "--masks"),
+    (["--seed", "-2"], "--seed"),
 ]
 
 
@@ -110,6 +117,8 @@ SINGLE_IMAGE_BAD = [
     (["{image}", "--point", "5", "5", "--device", "nonsense", "--out", "{root}/m.png"], "nonsense"),
     (["{root}/missing.png", "--point", "5", "5", "--out", "{root}/m.png"], "missing.png"),
     (["{file}", "--point", "5", "5", "--out", "{root}/m.png"], "a_file"),
+    (["{image}", "--point", "5", "5", "--out", "{root}/m.png", "--overlay", "{root}/m.png"], "is the --out file"),
+    (["{image}", "--point", "5", "5", "--config", "x", "--out", "{root}/m.png"], "--config is for --model sam2"),
 ]
 
 
@@ -144,3 +153,10 @@ def test_help_lists_the_options(main, capsys):
     assert stop.value.code == 0
     text = capsys.readouterr().out
     assert "--out" in text and "--device" in text
+
+
+def test_refused_commands_leave_no_folder_behind(paths, capsys):
+    target = paths["root"] / "never" / "made"
+    code, _ = run_main(corruptions.main, ["--severity", "9", "--out", str(target)], capsys)
+    code2, _ = run_main(corruptions.main, ["--corruptions", "hail", "--out", str(target)], capsys)
+    assert code == code2 == 2 and not (paths["root"] / "never").exists()

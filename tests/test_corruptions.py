@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from eval.corruptions import harness
+from eval.corruptions import cluster, harness
 from eval.corruptions.prompts import make_prompt
-from eval.datasets import Sample
+from eval.datasets import Sample, load_dataset
 from eval.scenes import write_scenes
 from sam_convex import ConvexProjector
-from sam_convex.segmenters import Segmenter
+from sam_convex.segmenters import Segmenter, choose_segmenter
 
 from tiny_sam import tiny_sam
 from tiny_sam2 import tiny_sam2
@@ -175,6 +175,16 @@ def _damage(path, how):
         record = json.loads(path.read_text())
         del record["iou"]
         path.write_text(json.dumps(record))
+    elif how == "a directory":
+        path.unlink()
+        path.mkdir()
+    elif how in ("iou not a number", "iou NaN", "a seed missing"):
+        record = json.loads(path.read_text())
+        if how == "a seed missing":
+            del record["seeds"]["raw"]
+        else:
+            record["iou"]["proj_S"] = "x" if how == "iou not a number" else float("nan")
+        path.write_text(json.dumps(record))
     elif how == "wrong npz keys":
         np.savez_compressed(path.with_suffix(""), other=np.zeros(3))
         path.with_suffix("").with_suffix(".npz").replace(path)
@@ -221,7 +231,10 @@ def test_severities(text, expected):
     assert harness.parse_severities(text) == expected
 
 
-@pytest.mark.parametrize("text,match", [("0", "1, 2, 3, 4, 5"), ("6", "got 6"), ("5-1", "backwards"), ("a", "'a'")])
+@pytest.mark.parametrize(
+    "text,match",
+    [("0", "1, 2, 3, 4, 5"), ("6", "got 6"), ("5-1", "backwards"), ("a", "'a'"), ("1-1000000000", "got 1000000000")],
+)
 def test_bad_severities(text, match):
     with pytest.raises(ValueError, match=match):
         harness.parse_severities(text)
@@ -257,9 +270,34 @@ def test_ray_gives_the_serial_bytes_and_reports_failed_items(data, tmp_path):
     serial = small_run(data, tmp_path / "serial", severity="1-2")["csv"].read_bytes()
     distributed = small_run(data, tmp_path / "ray", severity="1-2", ray=True)["csv"].read_bytes()
     assert distributed == serial
+    # An item the command would refuse up front (an image below imagecorruptions' 32 px)
+    # sent to the workers anyway: it fails there, is retried once, and is reported.
     tiny = tmp_path / "tiny"
-    write_scenes(tiny, seed=0, n=1, size=(24, 24))  # below imagecorruptions' 32 px
-    with pytest.warns(UserWarning, match=r"img_0 spatter severity 1 failed.*retrying once"):
-        with pytest.raises(RuntimeError, match=r"failed twice.*img_0 spatter severity 1"):
-            small_run(tiny, tmp_path / "tiny_out", severity=1, corruptions=["spatter"], ray=True)
-    assert list((tmp_path / "tiny_out" / ".cache").glob("corruptions/*/img_0__clean.json"))  # clean kept
+    write_scenes(tiny, seed=0, n=1, size=(24, 24))
+    (sample,) = load_dataset("convexitydb", str(tiny))
+    (good,) = load_dataset("convexitydb", str(data), limit=1)
+    job = harness.Job(
+        0,
+        choose_segmenter("grabcut", None, None),
+        ConvexProjector(),
+        {s.name: make_prompt(s, "points", 3) for s in (sample, good)},
+    )
+    finished = []
+    cluster.connect(None)
+    try:
+        with pytest.warns(UserWarning, match=r"img_0 spatter severity 1 failed.*retrying once"):
+            failed = cluster.evaluate(
+                [(sample, "spatter", 1), (good, "clean", 1)], job, 0, lambda *args: finished.append(args[:3])
+            )
+    finally:
+        cluster.disconnect()
+    assert [(item[0].name, item[1]) for item, _ in failed] == [("img_0", "spatter")]
+    assert [(s.name, c) for s, c, _ in finished] == [(good.name, "clean")]  # the rest kept
+
+
+def test_images_too_small_to_corrupt_are_named_before_any_compute(tmp_path):
+    tiny = tmp_path / "tiny"
+    write_scenes(tiny, seed=0, n=1, size=(24, 24))
+    with pytest.raises(ValueError, match=r"img_0 .* smaller than 32 px"):
+        small_run(tiny, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from skimage.morphology import convex_hull_image
 
+from eval import scenes
 from eval.datasets import load_dataset
 from eval.scenes import ensure_scenes, make_scene
 
@@ -151,3 +152,20 @@ def test_incomplete_scene_dir_is_not_overwritten(tmp_path):
     with pytest.raises(FileExistsError):
         ensure_scenes(tmp_path / "x", n=1, size=(64, 80))
     assert (tmp_path / "x" / "mine.txt").read_text() == "keep"
+
+
+def test_a_damaged_generated_benchmark_is_generated_again(tmp_path, monkeypatch):
+    """The embedded scenes are a cache: a missing or broken file is reported and the
+    benchmark regenerated, giving the same samples."""
+    monkeypatch.setattr(scenes, "default_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(scenes.ensure_scenes, "__defaults__", (None, 0, 3, (64, 80)))  # a small benchmark
+    first = load_dataset("scenes")
+    root = scenes.default_scenes_dir(0, (64, 80))
+    (root / "img" / "img_0.png").unlink()
+    with pytest.warns(UserWarning, match="damaged.*generating it again"):
+        again = load_dataset("scenes")
+    assert [s.name for s in again] == [s.name for s in first]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(again, first))
+    (root / "img" / "img_1.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="img_1.png"):
+        assert len(load_dataset("scenes")) == 3

@@ -114,3 +114,12 @@ def test_load_sam_checks_the_device_before_reading(tmp_path, device):
         pytest.skip("this machine has that device")
     with pytest.raises(ValueError, match="device"):
         load_sam(tmp_path / "missing.pth", device=device)  # the device is refused first
+
+
+def test_load_sam_names_what_is_wrong_with_the_file(tmp_path):
+    with pytest.raises(ValueError, match="path of a checkpoint"):
+        load_sam(None)
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save({"image_encoder.trunk.blocks.0.attn.qkv.weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"SAM 2 weights.*load_sam2"):
+        load_sam(path)

@@ -286,7 +286,7 @@ LOW_RES = (1, 64, 64)  # the tiny SAM's mask_input size (256 frame / 4)
         (dict(point_coords=np.array([[1.0, 2.0]]), point_labels=np.array([np.inf])), "point_labels contains NaN"),
         (dict(box=np.array([1.0, np.nan, 5.0, 6.0])), "box contains NaN"),
         (dict(box=np.array([1.0, 2.0, 5.0])), r"box must have shape \(4\)"),
-        (dict(box=np.zeros((2, 4))), r"box must have shape \(4\)"),
+        (dict(box=np.zeros((2, 4))), r"box must have shape \(1, 4\)"),
         (dict(box=[1, 2, 30, 40], mask_input=np.full(LOW_RES, np.nan, np.float32)), "mask_input contains NaN"),
         (
             dict(box=[1, 2, 30, 40], mask_input=np.zeros((1, 32, 32), np.float32)),
@@ -324,3 +324,25 @@ def test_list_prompts_and_upstream_quirks_are_accepted(sam, image):
         projected.predict(box=prompt["box"])
     masks, _, _ = projected.predict(point_coords=[[80.0, 40.0]], point_labels=[1])
     assert masks.shape == (3, H, W) and all(is_convex(m) for m in masks)
+
+
+def test_settings_and_torch_images_are_checked(sam, image):
+    with pytest.raises(ValueError, match="projector"):
+        SamConvexPredictor(sam, projector="polygon")
+    with pytest.raises(ValueError, match="project"):
+        SamConvexPredictor(sam, project="no")
+    predictor = SamConvexPredictor(sam, small_projector())
+    with pytest.raises(ValueError, match=r"\(1, 3, H, W\)"):
+        predictor.set_torch_image(torch.zeros(3, 10, 10), (10, 10))
+    predictor.set_image(image)
+    with pytest.raises(ValueError, match="point_labels must be 1"):
+        predictor.predict(point_coords=np.array([[5.0, 5.0]]), point_labels=np.array([5]))
+
+
+def test_a_one_by_four_box_is_upstreams_answer(sam, image):
+    ours, upstream = SamConvexPredictor(sam, project=False), SamPredictor(sam)
+    ours.set_image(image)
+    upstream.set_image(image)
+    box = np.array([[10.0, 10.0, 100.0, 80.0]])
+    for a, b in zip(ours.predict(box=box), upstream.predict(box=box)):
+        np.testing.assert_array_equal(a, b)

@@ -232,6 +232,10 @@ def test_bad_targets_raise_clear_errors(bad, match):
         {"device": "nonsense"},
         {"device": "cuda:9"},
         {"max_cuts": 30},
+        {"width": 10**7},
+        {"radius": 1e9},
+        {"sharpness": 1e39},
+        {"edges": 3},
     ],
 )
 def test_bad_settings_raise_where_given(kwargs):
@@ -339,3 +343,25 @@ def test_a_thin_streak_glued_to_the_object_is_cut_off():
     target = disk(190, 128, 50) | ((np.abs(np.mgrid[:256, :256][0] - 128) < 3) & (np.mgrid[:256, :256][1] < 190))
     mask = PROJECTOR(target)
     assert iou(mask, disk(190, 128, 50)) >= 0.95 and hull_gap(mask) == 0
+
+
+@pytest.mark.parametrize(
+    "target,kwargs,match",
+    [(torch.empty(5, 5, device="meta"), {}, "meta"), (CONVEX["disk"].astype(np.float32), {"logits": "no"}, "logits")],
+)
+def test_bad_calls_raise(target, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PROJECTOR.fit(target, **kwargs)
+
+
+@pytest.mark.parametrize("step", [(1, 2), (2, 1), (1, 3), (3, 1), (1, 10), (2, 3), (-1, 2), (-3, 1)])
+def test_digital_lines_of_any_slope_come_back_exactly(step):
+    """A 1-px digital line is convex on the pixel grid; isolated or not, it is its own
+    projection."""
+    dx, dy = step
+    target = np.zeros((40, 40), np.float32)
+    for i in range(40):
+        x, y = 20 + dx * (i - 20), 20 + dy * (i - 20)
+        if 0 <= x < 40 and 0 <= y < 40:
+            target[y, x] = 1
+    assert np.array_equal(PROJECTOR(target), target > 0.5)

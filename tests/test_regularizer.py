@@ -149,6 +149,8 @@ def test_bad_input_raises(bad, match):
         ({"image_size": (8, 8), "grid": True}, "grid"),
         ({"image_size": (8, 8), "sharpness": float("nan")}, "sharpness"),
         ({"image_size": (8, 8), "num_maps": 0}, "num_maps"),
+        ({"image_size": (8, 8), "width": 8, "width_hidden": 16}, "once"),
+        ({"image_size": 64}, "both sides"),
     ],
 )
 def test_bad_settings_raise(kwargs, match):

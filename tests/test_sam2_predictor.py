@@ -8,7 +8,12 @@ from scipy.ndimage import binary_erosion
 
 from eval.metrics import iou
 from sam_convex import ConvexProjector, SamConvexPredictor
-from sam_convex.sam2_predictor import SAM2_CONFIGS, Sam2ConvexPredictor, load_sam2, sam2_config_from_state_dict
+from sam_convex.sam2_predictor import (
+    SAM2_CONFIGS,
+    Sam2ConvexPredictor,
+    load_sam2,
+    sam2_config_from_state_dict,
+)
 
 from shapes import hull_gap
 from tiny_sam import random_image, tiny_sam
@@ -383,3 +388,10 @@ def test_projection_off_keeps_upstreams_answer_to_prompts_off_the_image(model, i
     projected.set_image(image)
     with pytest.raises(ValueError, match="outside"):
         projected.predict(**prompt)
+
+
+def test_load_sam2_checks_path_and_device_before_reading(tmp_path):
+    with pytest.raises(ValueError, match="path of a checkpoint"):
+        load_sam2(None)
+    with pytest.raises(ValueError, match="device"):
+        load_sam2(tmp_path / "sam2.1_hiera_tiny.pt", device="foo")  # refused before the missing file

@@ -117,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--limit must be >= 1, got {args.limit}")
     if args.num_points < 1:
         parser.error(f"--points must be >= 1, got {args.num_points}")
-    if not args.ray_gpus_per_worker >= 0:
-        parser.error(f"--ray-gpus-per-worker must be >= 0, got {args.ray_gpus_per_worker}")
+    if not 0 <= args.ray_gpus_per_worker < float("inf"):
+        parser.error(f"--ray-gpus-per-worker must be a number >= 0, got {args.ray_gpus_per_worker}")
+    if args.ray_gpus_per_worker and not args.ray:
+        parser.error("--ray-gpus-per-worker is for --ray")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
     try:
         paths = run(
             severity=severities,

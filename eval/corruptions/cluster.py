@@ -57,6 +57,11 @@ def worker_count(gpus_per_worker: float) -> int:
     """Actors the cluster holds: one per CPU, or per `gpus_per_worker` of its GPUs."""
     resources = ray.cluster_resources()
     if gpus_per_worker > 0:
+        if resources.get("GPU", 0) < gpus_per_worker:
+            raise ValueError(
+                f"--ray-gpus-per-worker {gpus_per_worker:g}: the Ray cluster has {resources.get('GPU', 0):g} GPU(s); "
+                "start GPU workers (ray start --num-gpus N) or leave the option out"
+            )
         return max(1, int(resources.get("GPU", 0) / gpus_per_worker))
     return max(1, int(resources.get("CPU", 1)))
 

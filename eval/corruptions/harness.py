@@ -42,6 +42,7 @@ CACHE_VERSION = 2
 GRID_IMAGES = 3  # images whose masks are kept for the qualitative figure
 EMPTY_LOGIT = -20.0  # the prediction when the prompt has nothing positive
 PROJECTORS = ("polygon", "gradient")
+MIN_SIDE = 32  # imagecorruptions' smallest image side
 
 
 @dataclass
@@ -182,6 +183,20 @@ RECORD_FIELDS = {
 }
 
 
+def check_record(record: dict) -> None:
+    """ValueError unless a cached record holds every method's IoU (a number in [0, 1]),
+    area and seed."""
+    for field in ("iou", "area", "seeds"):
+        if set(record[field]) != set(METHODS):
+            raise ValueError(f"{field} has methods {sorted(record[field])} instead of {sorted(METHODS)}")
+    for m in METHODS:
+        value = record["iou"][m]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ValueError(f"iou of {m} is {value!r}, not a number in [0, 1]")
+        if not isinstance(record["area"][m], int) or not isinstance(record["seeds"][m], int):
+            raise ValueError(f"area or seed of {m} is not an integer")
+
+
 def read_cached(
     cache: Path, sample: Sample, condition: str, severity: int, want_masks: bool
 ) -> tuple[dict, dict | None] | None:
@@ -195,8 +210,7 @@ def read_cached(
     try:
         record = runs.read_json(json_path)
         runs.check_fields(record, RECORD_FIELDS)
-        if set(record["iou"]) != set(METHODS) or set(record["area"]) != set(METHODS):
-            raise ValueError(f"methods {sorted(record['iou'])} instead of {sorted(METHODS)}")
+        check_record(record)
     except ValueError as err:
         runs.warn_damaged(json_path, err)
         return None
@@ -218,6 +232,8 @@ def write_cached(cache: Path, sample: Sample, condition: str, severity: int, rec
     marker that the item is complete. Adds the sample's digest to `record`."""
     stem = item_stem(cache, sample, condition, severity)
     record["sample"] = sample_digest(sample)
+    for path in (stem.with_suffix(".json"), stem.with_suffix(".npz")):
+        runs.clear_damaged(path)
     if masks is not None:
         runs.write_npz(stem.with_suffix(".npz"), {m: np.packbits(masks[m].ravel()) for m in METHODS})
     runs.write_json(stem.with_suffix(".json"), record)
@@ -235,13 +251,16 @@ def parse_severities(text: str | int | Iterable[int]) -> tuple[int, ...]:
         for part in (p.strip() for p in text.split(",")):
             lo, dash, hi = part.partition("-")
             try:
-                values += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+                ends = [int(lo), int(hi)] if dash else [int(lo)]
             except ValueError as err:
                 raise ValueError(
                     f"severity must be 1..5, a range such as 1-5 or a list such as 1,3,5, got {text!r}"
                 ) from err
-            if dash and int(hi) < int(lo):
+            for end in ends:  # before building a range from them
+                validation.choice("severity", end, SEVERITIES)
+            if ends[-1] < ends[0]:
                 raise ValueError(f"severity range {part!r} runs backwards; write {hi}-{lo}")
+            values += list(range(ends[0], ends[-1] + 1))
     else:
         values = [int(v) for v in text]
     for v in values:
@@ -260,6 +279,17 @@ def make_projector(projector, device: str | None):
         return ConvexProjector(device=device, threads=1)
     on_cpu = validation.device("device", device) in (None, torch.device("cpu")) and not torch.cuda.is_available()
     return GradientProjector(device=device, threads=1 if on_cpu else None)
+
+
+def check_corruptible(samples: list[Sample]) -> None:
+    """ValueError naming an image too small for imagecorruptions (it needs H, W >= 32),
+    before anything is computed."""
+    small = [s.name for s in samples if min(s.image.shape[:2]) < MIN_SIDE]
+    if small:
+        raise ValueError(
+            f"image(s) {', '.join(small[:5])} are smaller than {MIN_SIDE} px on a side, which imagecorruptions "
+            "cannot corrupt; leave them out of --data"
+        )
 
 
 def check_settings(corruptions, prompt: str, dataset: str) -> None:
@@ -322,8 +352,10 @@ def run(
         from eval.corruptions import cluster
 
         cluster.connect(None if ray is True else ray)
+        cluster.worker_count(ray_gpus_per_worker)  # no GPUs for GPU workers: say so now
     try:
         samples = load_dataset(dataset, data, limit=limit, seed=seed)
+        check_corruptible(samples)
         # On Ray, workers place the model themselves: load it on the CPU here.
         chosen = segmenter or choose_segmenter(model, checkpoint, config, device="cpu" if cluster else device)
         projector = make_projector(projector or "polygon", device)

@@ -384,6 +384,7 @@ def write_sweep_report(
         "meta": stem.with_suffix(".json"),
         "curves": Path(f"{stem}_curves.png"),
     }
+    stem.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(paths["csv"], index=False, float_format="%.6f")
     paths["meta"].write_text(json.dumps(meta, indent=2))
     deltas = severity_deltas(df, severities, meta["seed"])
