@@ -196,9 +196,11 @@ def versions() -> dict[str, str]:
 
 
 def machine(device: str | torch.device | None = None) -> str:
-    """The hardware a run used, e.g. 'cpu: x86_64, 2 CPUs' or 'cuda: NVIDIA H100'."""
+    """The hardware a run used, e.g. 'cpu: x86_64, 2 CPUs' or 'cuda: NVIDIA H100 (host
+    cpu: x86_64, 16 CPUs)'; the host is named with a GPU too, since the polygon fit and
+    the hulls run on it."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
+    cpu = f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     if dev.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(dev)}"
-    cpu = platform.processor() or platform.machine()
-    return f"cpu: {cpu}, {os.cpu_count()} CPUs"
+        return f"cuda: {torch.cuda.get_device_name(dev)} (host {cpu})"
+    return cpu

@@ -75,20 +75,32 @@ def load_embedmap(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"feature file {path} not found")
+    # The authors' files are dicts of numpy arrays: allow exactly numpy's array
+    # reconstruction on top of torch's weights-only unpickler (never full pickle: a
+    # feature file must not be able to run code). numpy 1.x pickles name the module
+    # numpy.core, numpy 2.x numpy._core.
+    reconstruct = np._core.multiarray._reconstruct
+    allowed = [np.ndarray, np.dtype, bytes, reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct")]
+    allowed += [type(np.dtype(t)) for t in "?bhilqBHILQefdg"]
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # A dict of numpy arrays is not loadable in weights-only mode; these files are
-        # the user's own feature dumps, named by the user on the command line.
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(allowed):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: not a torch file of tensors and numpy arrays (refused by torch's weights-only loader; "
+            "feature files are never unpickled in full, which could run code)"
+        ) from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, ... for damaged files
+        raise ValueError(f"{path}: not a readable torch file ({type(err).__name__})") from err
     if not isinstance(obj, dict) or EMBEDMAP not in obj:
         keys = list(obj) if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"{path}: expected a dict with key 'embedmap', got {keys}")
     emb = obj[EMBEDMAP]
     emb = emb.detach().cpu().float().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb)
-    if emb.ndim != 3 or emb.dtype.kind not in "biuf":
+    if emb.ndim != 3 or min(emb.shape) < 1 or emb.dtype.kind not in "biuf":
         raise ValueError(
-            f"{path}: 'embedmap' must be a numeric H x W x C array, got shape {emb.shape} dtype {emb.dtype}"
+            f"{path}: 'embedmap' must be a numeric H x W x C array with C >= 1 channels, got shape {emb.shape} "
+            f"dtype {emb.dtype}"
         )
     emb = emb.astype(np.float32)
     if not np.isfinite(emb).all():
