@@ -47,3 +47,14 @@ def test_bench_command_writes_report_and_caches_the_slow_fits(tmp_path, monkeypa
     assert "| ConvexProjector() |" in (tmp_path / "bench_projection.md").read_text()
     cached = sorted(p.name.split("-")[0] for p in (tmp_path / ".cache" / "bench_projection").iterdir())
     assert cached == ["long_fit", "reference"]
+
+
+def test_peak_memory_is_measured_from_the_reset():
+    big = np.ones(40_000_000, np.uint8)  # a 40 MB peak before the reset must not count
+    del big
+    bench_projection.reset_peak()
+    before = bench_projection.memory_kb("VmRSS")
+    assert bench_projection.memory_kb("VmHWM") < before + 20_000
+    step = np.ones(20_000_000, np.uint8)  # 20 MB touched after it
+    assert bench_projection.memory_kb("VmHWM") >= before + 19_000
+    del step

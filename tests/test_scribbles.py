@@ -396,11 +396,14 @@ def test_damaged_cache_entries_are_recomputed(tmp_path, folder):
     jsons[1].write_text("[1, 2, 3]")  # a JSON list
     npzs[2].write_bytes(npzs[2].read_bytes()[:100])  # truncated
     np.savez(npzs[3], wrong=np.zeros(3))  # wrong keys
+    npzs[0].unlink()
+    npzs[0].mkdir()  # a directory where a cache file belongs
     with pytest.warns(UserWarning) as record:
         assert main(args) == 0
     named = " ".join(str(w.message) for w in record)
     for path in (jsons[0], jsons[1], npzs[2], npzs[3]):
         assert str(path) in named
+    assert npzs[0].is_file()
     again = pd.read_csv(out / "scribbles.csv")
     pd.testing.assert_frame_equal(fresh.drop(columns=TIMINGS), again.drop(columns=TIMINGS))
     assert "0 of 4 training pairs from cache" in (out / "scribbles.md").read_text()

@@ -480,6 +480,8 @@ def trained(
     groups, source = inputs.groups()
     timings, arrays = train_item(groups, inputs.labels, net, features, settings.train, seed, sample.gt.shape)
     item = dict(timings, semantic_source=source if "sem" in features else "none")
+    for path in (json_path, npz_path):
+        runs.clear_damaged(path)
     runs.write_npz(npz_path, arrays)
     runs.write_json(json_path, item)  # written last: marks the item done
     return item, arrays, False
