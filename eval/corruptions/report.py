@@ -427,7 +427,7 @@ def sweep_markdown(
         name = "clean" if severity == 0 else str(severity)
         delta_rows.append(
             f"| {name} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | "
-            f"{d['wins']} / {d['ties']} / {d['losses']} |"
+            f"{d['wins']:.0f} / {d['ties']:.0f} / {d['losses']:.0f} |"  # counts (the row's Series is float)
         )
     detail = ["| Condition | Method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
     clean = df[df["severity"] == 0].groupby("method").iou.mean()
