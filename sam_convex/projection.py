@@ -18,13 +18,14 @@ Masks are rendered at the cost of their boundary, logits only when asked for
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from sam_convex import validation
 from sam_convex.icnn import ICNN
@@ -32,6 +33,14 @@ from sam_convex.polygon import Polygon, fit_target, polygon_cost, polygons_to_ic
 from sam_convex.rendering import OUTSIDE_LOGIT, render_logits, render_masks
 
 __all__ = ["OUTSIDE_LOGIT", "ConvexFit", "ConvexProjector"]
+
+
+@functools.cache
+def blas_controller() -> ThreadpoolController:
+    """The process's BLAS thread pools, found once: `threadpool_limits` rescans every
+    loaded library on each call (about 2 ms, as much as a small fit). The BLAS libraries
+    come with numpy and torch, which are imported before this is first called."""
+    return ThreadpoolController()
 
 
 @contextlib.contextmanager
@@ -45,7 +54,7 @@ def limit_threads(n: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with blas_controller().limit(limits=n, user_api="blas"):
             yield
     finally:
         torch.set_num_threads(before)

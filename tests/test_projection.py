@@ -365,3 +365,21 @@ def test_digital_lines_of_any_slope_come_back_exactly(step):
         if 0 <= x < 40 and 0 <= y < 40:
             target[y, x] = 1
     assert np.array_equal(PROJECTOR(target), target > 0.5)
+
+
+def test_limit_threads_sets_and_restores_torch_and_blas_threads():
+    from threadpoolctl import threadpool_info
+
+    from sam_convex.projection import limit_threads
+
+    def blas_threads():
+        return {(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"}
+
+    torch_before, blas_before = torch.get_num_threads(), blas_threads()
+    for _ in range(2):  # the second call reuses the controller found by the first
+        with limit_threads(1):
+            assert torch.get_num_threads() == 1
+            assert {n for _, n in blas_threads()} == {1}
+        assert torch.get_num_threads() == torch_before and blas_threads() == blas_before
+    with limit_threads(None):
+        assert torch.get_num_threads() == torch_before and blas_threads() == blas_before
