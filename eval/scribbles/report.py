@@ -228,17 +228,21 @@ def delta_table(df: pd.DataFrame, cols: list[tuple[str, str]]) -> list[str]:
 
 
 def read_dev_summary(out: str | Path) -> pd.DataFrame | None:
-    """Per dev configuration: pooled joint − sequential (convex: regulariser's mask) over
-    the poster's columns, and the mean convex IoU per mode; None without a dev CSV.
+    """`dev_summary` of <out>/scribbles_dev.csv; None without it."""
+    path = Path(out) / DEV_CSV
+    return dev_summary(pd.read_csv(path)) if path.exists() else None
 
+
+def dev_summary(dev: pd.DataFrame) -> pd.DataFrame:
+    """Per dev configuration: pooled joint − sequential (convex: regulariser's mask) over
+    the poster's columns, and the mean convex IoU per mode.
+
+    Args:
+        dev: the dev grid's rows (scribbles_dev.csv).
     Returns:
         DataFrame indexed by config with columns images, seeds, seq_convex,
         joint_convex, delta, lo, hi, chosen (bool).
     """
-    path = Path(out) / DEV_CSV
-    if not path.exists():
-        return None
-    dev = pd.read_csv(path)
     rows = []
     for config, sub in dev.groupby("config", sort=False):
         cols = [c for c in columns(sub) if c[0] in PAPER_FEATURES] or columns(sub)

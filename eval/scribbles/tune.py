@@ -88,9 +88,8 @@ def tune(base: Settings, names: list[str] | None = None) -> pd.DataFrame:
 
 
 def markdown(dev: pd.DataFrame, settings: Settings, joint: str, projector: str, rechosen: bool = False) -> str:
-    summary = report.read_dev_summary(settings.out)
     default = Settings()
-    steps = default.projector_steps or GRADIENT_STEPS if default.projector == "gradient" else None
+    steps = (default.projector_steps or GRADIENT_STEPS) if default.projector == "gradient" else None
     chosen_projector = (default.projector, steps)
     start_ok = TrainConfig() == CONFIGS[joint][0] and chosen_projector == CONFIGS[projector][1:]
     return "\n".join(
@@ -105,7 +104,7 @@ def markdown(dev: pd.DataFrame, settings: Settings, joint: str, projector: str, 
             "",
             f"Numerics: {'; '.join(sorted(set(dev.numerics)))}.",
             "",
-            *report.dev_table(summary),
+            *report.dev_table(report.dev_summary(dev)),
             "",
             f"Chosen: joint schedule **{joint}** ({describe(*CONFIGS[joint])}), projector **{projector}** "
             f"({describe(*CONFIGS[projector])}).",
@@ -123,7 +122,7 @@ def markdown(dev: pd.DataFrame, settings: Settings, joint: str, projector: str, 
     )
 
 
-def rechoose(out: Path, args) -> int:
+def rechoose(out: Path) -> int:
     """Apply `choose` to an existing dev grid (its numbers unchanged) and rewrite both files."""
     path = out / report.DEV_CSV
     if not path.is_file():
@@ -132,8 +131,13 @@ def rechoose(out: Path, args) -> int:
     joint, projector = choose(dev)
     dev = dev.assign(chosen=dev.config.isin([joint, projector]))
     dev.to_csv(path, index=False, float_format="%.4f")
-    base = Settings(out=str(out), seeds=int(dev.k.nunique()), nets=tuple(dict.fromkeys(dev.net)), figure_images=0)
-    base = dataclasses.replace(base, inputs=tuple(dict.fromkeys(dev.features)))
+    base = Settings(
+        out=str(out),
+        seeds=int(dev.k.nunique()),
+        nets=tuple(dict.fromkeys(dev.net)),
+        inputs=tuple(dict.fromkeys(dev.features)),
+        figure_images=0,
+    )
     (out / "scribbles_dev.md").write_text(markdown(dev, base, joint, projector, rechosen=True))
     print(f"rewrote {path}, {out / 'scribbles_dev.md'}; chosen: {joint}, {projector}")
     return 0
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = ap.parse_args(argv)
         if args.rechoose:
-            return rechoose(Path(args.out), args)
+            return rechoose(Path(args.out))
         base = Settings(
             out=args.out,
             seeds=args.seeds,
