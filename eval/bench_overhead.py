@@ -6,8 +6,8 @@
     480x640 image. Random weights give noisy masks spread over the whole image: the
     largest fit windows, so an upper bound for the per-mask cost.
 (b) the convex AMGs' post-processing (`sam_convex.amg.project_records`: gate, one batched
-    fit, rendering, boxes) for N masks of a 480x640 image, half convex scene objects and
-    half rings / L-shapes at random sizes and places, with every mask projected
+    fit, rendering, boxes) for N masks of a 480x640 image, half clean scene objects and
+    half rings / L-shapes (those of `eval.bench_amg_gate`) at random sizes and places, with every mask projected
     (min_solidity 0) and with the library's default gate.
 
 One torch thread; median of `--repeats` calls. Writes <out>/bench_overhead{,_gpu}.{md,json}.
@@ -26,7 +26,8 @@ import torch
 from skimage.transform import resize
 
 from eval import runs
-from eval.datasets import load_dataset
+from eval.bench_amg_gate import nonconvex_shapes
+from eval.bench_projection import damaged_objects
 from sam_convex import ConvexProjector, validation
 from sam_convex.amg import DEFAULT_MIN_SOLIDITY, major_solidity, project_records
 from sam_convex.sam2_predictor import Sam2ConvexPredictor
@@ -73,29 +74,22 @@ def sam2_overhead(repeats: int, device: str) -> tuple[float, list[dict]]:
 
 
 def amg_masks(n: int, seed: int = 0) -> list[np.ndarray]:
-    """n (H, W) bool masks: even i a scene object, odd i a ring or an L-shape; sizes 2-40%
-    of the short side, random places."""
+    """n (H, W) bool masks: even i a clean scene object, odd i alternately a ring and an
+    L-shape (the AMG gate benchmark's shapes), each scaled to 2-40% of the short side
+    and placed at random."""
+    half = (n + 1) // 2
+    _, convex = damaged_objects(half, seed, damage=False)
+    _, _, shapes = nonconvex_shapes(half, seed)  # half rings, half L-shapes, half two-object masks
+    rings, ells = shapes[:half], shapes[half : 2 * half]
+    nonconvex = [rings[i // 2] if i % 2 == 0 else ells[i // 2] for i in range(half)]
     rng = np.random.default_rng(seed)
-    objects = [s.gt for s in load_dataset("scenes", seed=0)]
-    yy, xx = np.mgrid[:H, :W]
     masks = []
     for i in range(n):
+        shape = convex[i // 2] if i % 2 == 0 else nonconvex[i // 2]
         size = int(rng.uniform(0.02, 0.4) * H) + 8
         y0, x0 = rng.integers(0, H - size), rng.integers(0, W - size)
         m = np.zeros((H, W), bool)
-        if i % 2 == 0:
-            gt = objects[i % len(objects)]
-            rows, cols = np.nonzero(gt)
-            crop = gt[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-            m[y0 : y0 + size, x0 : x0 + size] = resize(crop.astype(float), (size, size), order=0) > 0.5
-        elif i % 4 == 1:
-            cy, cx, r = y0 + size / 2, x0 + size / 2, size / 2
-            d2 = (yy - cy) ** 2 + (xx - cx) ** 2
-            m = (d2 <= r**2) & (d2 > (0.55 * r) ** 2)
-        else:
-            t = max(2, size // 4)
-            m[y0 : y0 + size, x0 : x0 + t] = True
-            m[y0 + size - t : y0 + size, x0 : x0 + size] = True
+        m[y0 : y0 + size, x0 : x0 + size] = resize(shape.astype(float), (size, size), order=0) > 0.5
         masks.append(m)
     return masks
 
