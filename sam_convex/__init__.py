@@ -4,11 +4,11 @@ from sam_convex.amg import Sam2ConvexAutomaticMaskGenerator, SamConvexAutomaticM
 from sam_convex.grabcut import GrabCutPredictor
 from sam_convex.gradient import GradientProjector
 from sam_convex.icnn import ICNN
-from sam_convex.loading import find_checkpoint, load_sam
+from sam_convex.loading import find_checkpoint, load_sam, load_sam2
 from sam_convex.predictor import SamConvexPredictor
 from sam_convex.projection import ConvexFit, ConvexProjector
 from sam_convex.regularizer import ConvexityRegularizer
-from sam_convex.sam2_predictor import Sam2ConvexPredictor, load_sam2
+from sam_convex.sam2_predictor import Sam2ConvexPredictor
 
 __all__ = [
     "ICNN",

@@ -229,7 +229,7 @@ def prompts(args, image_size: tuple[int, int]):
         raise ValueError("give a prompt: --point X Y and/or --box X0 Y0 X1 Y1 (or --auto for every object)")
     if box is None and not args.point:
         raise ValueError("negative points alone do not say which object: add --point or --box")
-    return validation.prompts(coords, labels, box, image_size)
+    return validation.prompts(coords, labels, box, image_size=image_size)[:3]
 
 
 def overlay(bgr: np.ndarray, raw: np.ndarray, convex: np.ndarray) -> np.ndarray:

@@ -28,13 +28,13 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.utils.amg import batched_mask_to_box, box_xyxy_to_xywh, coco_encode_rle, mask_to_rle_pytorch
 
 from sam_convex import validation
+from sam_convex.loading import require_sam2
 from sam_convex.projection import ConvexFit, ConvexProjector
-from sam_convex.sam2_predictor import check_sam2_model, match_feature_sizes
+from sam_convex.sam2_predictor import match_feature_sizes
 
 # Project masks whose major-component solidity is at least this. Measured by `python -m
 # eval.bench_amg_gate` (reports/amg_gate.md; 256x256 binary masks, ConvexProjector(), seed
@@ -235,14 +235,7 @@ class SamConvexAutomaticMaskGenerator(_ConvexMaskGenerator):
         min_solidity: float = DEFAULT_MIN_SOLIDITY,
         project: bool = True,
     ) -> None:
-        if hasattr(model, "sam_mask_decoder"):
-            raise ValueError(
-                f"got a SAM 2 model ({type(model).__name__}); use "
-                "Sam2ConvexAutomaticMaskGenerator / Sam2ConvexPredictor for it"
-            )
-        needed = ("image_encoder", "prompt_encoder", "mask_decoder", "postprocess_masks")
-        if not all(hasattr(model, name) for name in needed):
-            raise ValueError(f"model must be a SAM model (segment_anything.modeling.Sam), got {type(model).__name__}")
+        validation.sam_model(model, "model")
         self._setup(projector, min_solidity, project, output_mode, points_per_side, point_grids)
         check_upstream(
             points_per_side,
@@ -309,7 +302,8 @@ class Sam2ConvexAutomaticMaskGenerator(_ConvexMaskGenerator):
         project: bool = True,
         **kwargs,
     ) -> None:
-        check_sam2_model(model)
+        upstream = require_sam2("automatic_mask_generator").SAM2AutomaticMaskGenerator
+        validation.sam2_model(model, "model")
         self._setup(projector, min_solidity, project, output_mode, points_per_side, point_grids)
         check_upstream(
             points_per_side,
@@ -325,7 +319,7 @@ class Sam2ConvexAutomaticMaskGenerator(_ConvexMaskGenerator):
             crop_overlap_ratio=crop_overlap_ratio,
             min_mask_region_area=min_mask_region_area,
         )
-        self.generator = SAM2AutomaticMaskGenerator(
+        self.generator = upstream(
             model,
             points_per_side,
             points_per_batch,

@@ -9,10 +9,7 @@ import cv2
 import numpy as np
 
 from sam_convex import validation
-
-
-class ImageNotSetError(ValueError, RuntimeError):
-    """predict() before set_image(). A RuntimeError too, as SamPredictor raises one."""
+from sam_convex.validation import ImageNotSetError
 
 
 class GrabCutPredictor:
@@ -100,7 +97,7 @@ class GrabCutPredictor:
         if not self.is_image_set:
             raise ImageNotSetError("an image must be set with .set_image(...) before predict")
         h, w = self.original_size
-        points, labels, box = validation.prompts(point_coords, point_labels, box, (h, w))
+        points, labels, box = validation.prompts(point_coords, point_labels, box, image_size=(h, w))[:3]
         has_positive = points is not None and bool((labels == 1).any())
         if box is None and not has_positive and mask_input is None:
             raise ValueError("GrabCut needs a box, a positive point (label 1) or a mask_input")

@@ -28,8 +28,6 @@ from sam_convex import validation
 from sam_convex.loading import load_sam
 from sam_convex.projection import ConvexFit, ConvexProjector
 
-SAM_LABELS = (-1, 0, 1, 2, 3)  # padding, background, object, box corners (SAM's prompt encoder)
-
 
 class SamConvexPredictor:
     """Drop-in for `segment_anything.SamPredictor` that returns convex masks.
@@ -60,19 +58,14 @@ class SamConvexPredictor:
     """
 
     def __init__(self, sam_model: Sam | object, projector: ConvexProjector | None = None, project: bool = True) -> None:
-        if hasattr(getattr(sam_model, "model", sam_model), "sam_mask_decoder"):
+        if validation.is_sam2(sam_model):
             raise ValueError("sam_model is SAM 2 (model or predictor): use Sam2ConvexPredictor")
         if hasattr(sam_model, "set_image") and hasattr(sam_model, "predict"):
             self.sam_predictor = sam_model
             self.model = getattr(sam_model, "model", None)
         else:
             # Duck-typed like SamPredictor, so SAM variants with their own Sam class work too.
-            needed = ("image_encoder", "prompt_encoder", "mask_decoder", "postprocess_masks")
-            if not all(hasattr(sam_model, name) for name in needed):
-                raise ValueError(
-                    "sam_model must be a SAM model with segment-anything's Sam interface, or a predictor with "
-                    f"set_image/predict; got {type(sam_model).__name__}"
-                )
+            validation.sam_model(sam_model, "sam_model (or a predictor with set_image/predict)")
             self.sam_predictor = SamPredictor(sam_model)
             self.model = sam_model
         self.transform = getattr(self.sam_predictor, "transform", None)
@@ -164,14 +157,19 @@ class SamConvexPredictor:
             scores: (C,) float32, SAM's predicted IoU of its own masks.
             low_res_logits: (C, 256, 256) float32, SAM's, usable as `mask_input`.
         """
-        point_coords, point_labels, box, mask_input = _check_prompts(
-            point_coords, point_labels, box, mask_input, self._mask_input_size(), batched=False
+        # A point off the image or an inverted box is a mistake the projection would
+        # silently turn into a confident convex mask; SamPredictor itself (project=False)
+        # accepts them, and so does this wrapper then.
+        size = getattr(self.sam_predictor, "original_size", None) if self.project else None
+        point_coords, point_labels, box, mask_input = validation.prompts(
+            point_coords,
+            point_labels,
+            box,
+            mask_input,
+            image_size=size,
+            mask_size=self._mask_input_size(),
+            padding=True,
         )
-        if self.project and getattr(self.sam_predictor, "original_size", None) is not None:
-            # A point off the image or an inverted box is a mistake the projection would
-            # silently turn into a confident convex mask; SamPredictor itself (project=False)
-            # accepts them, and so does this wrapper then.
-            _check_extent(point_coords, point_labels, box, self.original_size)
         if not self.project:
             return self.sam_predictor.predict(
                 point_coords, point_labels, box, mask_input, multimask_output, return_logits
@@ -202,8 +200,9 @@ class SamConvexPredictor:
             scores: (B, C) float32, SAM's.
             low_res_logits: (B, C, 256, 256) float32, SAM's.
         """
-        point_coords, point_labels, boxes, mask_input = _check_prompts(
-            point_coords, point_labels, boxes, mask_input, self._mask_input_size(), batched=True
+        # Checked on a copy; the tensors go on as they are (in the model frame: no range check).
+        validation.prompts(
+            point_coords, point_labels, boxes, mask_input, mask_size=self._mask_input_size(), batched=True, padding=True
         )
         if not self.project:
             return self.sam_predictor.predict_torch(
@@ -216,10 +215,10 @@ class SamConvexPredictor:
         out = self._project(sam_logits.reshape(b * c, h, w), return_logits)
         return out.reshape(b, c, h, w), scores, low_res
 
-    def _mask_input_size(self) -> tuple[int | None, int | None]:
+    def _mask_input_size(self) -> tuple[int | str, int | str]:
         """(h, w) of SAM's low-res mask_input; any size for predictors without a SAM model."""
         encoder = getattr(self.model, "prompt_encoder", None)
-        return tuple(encoder.mask_input_size) if encoder is not None else (None, None)
+        return tuple(encoder.mask_input_size) if encoder is not None else ("h", "w")
 
     def _project(self, sam_logits: torch.Tensor, return_logits: bool) -> torch.Tensor:
         """One batched fit of (N, H, W) full-resolution SAM logits (padding already
@@ -228,57 +227,3 @@ class SamConvexPredictor:
         fit = self.projector.fit(sam_logits.float(), logits=True)
         self.last_fit, self.last_sam_logits = fit, sam_logits
         return fit.logits if return_logits else fit.masks
-
-
-def _as_prompt(name: str, value, shape: tuple, batched: bool):
-    """`value` (array-like or tensor) checked for shape (None = any size) and finiteness;
-    numpy in (lists become numpy) for predict, tensors kept for predict_torch."""
-    if value is None:
-        return None
-    arr = value if batched and isinstance(value, torch.Tensor) else np.asarray(value)
-    try:
-        finite = bool(torch.isfinite(torch.as_tensor(arr).float()).all())
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{name} must be numbers, got {type(value).__name__}") from err
-    want = "(" + ", ".join("*" if n is None else str(n) for n in shape) + ")"
-    if len(arr.shape) != len(shape) or any(n is not None and n != m for n, m in zip(shape, arr.shape)):
-        raise ValueError(f"{name} must have shape {want}, got {tuple(arr.shape)}")
-    if not finite:
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def _check_extent(point_coords, point_labels, box, image_size: tuple[int, int]) -> None:
-    """ValueError for points outside [0, W] x [0, H], labels SAM does not know, or a box
-    that is empty or leaves the image."""
-    h, w = image_size
-    if point_labels is not None and not np.isin(point_labels, SAM_LABELS).all():
-        raise ValueError(f"point_labels must be 1 (object) or 0 (background), got {np.unique(point_labels).tolist()}")
-    if point_coords is not None:
-        x, y = point_coords[:, 0], point_coords[:, 1]
-        outside = (x < 0) | (x > w) | (y < 0) | (y > h)
-        if outside.any():
-            raise ValueError(f"point(s) {point_coords[outside].tolist()} lie outside the {w}x{h} image")
-    if box is not None:
-        x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4)
-        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-            raise ValueError(f"box {np.asarray(box).tolist()} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}")
-
-
-def _check_prompts(point_coords, point_labels, box, mask_input, mask_size: tuple[int, int], batched: bool):
-    """ValueError naming the bad argument for prompts segment-anything would crash on or
-    turn into NaN masks: wrong shapes, NaN/inf, labels without points. Points outside the
-    image and boxes with x1 < x0 stay accepted, as SamPredictor accepts them. Returns the
-    prompts, Python lists turned into numpy arrays."""
-    lead = (None,) if batched else ()
-    if (point_coords is None) != (point_labels is None):
-        raise ValueError("point_coords and point_labels must be given together")
-    coords = _as_prompt("point_coords", point_coords, (*lead, None, 2), batched)
-    labels = None
-    if coords is not None:
-        labels = _as_prompt("point_labels", point_labels, tuple(coords.shape[:-1]), batched)
-    # SamPredictor.predict also takes a (1, 4) box.
-    box_shape = (*lead, 4) if batched or np.ndim(box) <= 1 else (1, 4)
-    box = _as_prompt("boxes" if batched else "box", box, box_shape, batched)
-    mask_input = _as_prompt("mask_input", mask_input, (*lead, 1, *mask_size), batched)
-    return coords, labels, box, mask_input

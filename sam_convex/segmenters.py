@@ -15,10 +15,17 @@ from pathlib import Path
 from sam_convex import validation
 from sam_convex.amg import Sam2ConvexAutomaticMaskGenerator, SamConvexAutomaticMaskGenerator
 from sam_convex.grabcut import GrabCutPredictor
-from sam_convex.loading import CHECKPOINT_URL, EMBED_DIM_TO_TYPE, find_checkpoint, load_sam
+from sam_convex.loading import (
+    CHECKPOINT_URL,
+    EMBED_DIM_TO_TYPE,
+    SAM2_CHECKPOINT_URL,
+    find_checkpoint,
+    load_sam,
+    load_sam2,
+)
 from sam_convex.predictor import SamConvexPredictor
 from sam_convex.projection import ConvexProjector
-from sam_convex.sam2_predictor import SAM2_CHECKPOINT_URL, Sam2ConvexPredictor, load_sam2
+from sam_convex.sam2_predictor import Sam2ConvexPredictor
 
 SEGMENTERS = ("sam", "sam2", "grabcut")
 GRABCUT_ITERATIONS = 5

@@ -12,7 +12,7 @@ import argparse
 import numbers
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import torch
@@ -181,43 +181,184 @@ def image(value: Any, image_format: str = "RGB") -> None:
         raise ValueError(f"image must not be empty, got shape {value.shape}")
 
 
-def prompts(point_coords, point_labels, box, image_size: tuple[int, int]):
-    """Validate prompts against an (H, W) image.
+class ImageNotSetError(ValueError, RuntimeError):
+    """predict before set_image. A ValueError like every bad call here, and a
+    RuntimeError as segment-anything's and sam2's predictors raise for it."""
 
+
+def is_sam2(model: Any) -> bool:
+    """True for a SAM 2 model or a predictor holding one (sam2's mask decoder is
+    `sam_mask_decoder`; segment-anything's is `mask_decoder`)."""
+    return hasattr(getattr(model, "model", model), "sam_mask_decoder")
+
+
+def sam_model(model: Any, name: str = "sam_model") -> None:
+    """ValueError unless `model` has segment-anything's `Sam` interface (duck-typed, so
+    MobileSAM's and other variants' Sam classes pass); a SAM 2 model is named as such."""
+    if is_sam2(model):
+        raise ValueError(
+            f"{name} is SAM 2 ({type(model).__name__}): use Sam2ConvexPredictor / Sam2ConvexAutomaticMaskGenerator"
+        )
+    needed = ("image_encoder", "prompt_encoder", "mask_decoder", "postprocess_masks")
+    if not all(hasattr(model, n) for n in needed):
+        raise ValueError(
+            f"{name} must be a SAM model with segment-anything's Sam interface "
+            f"(segment_anything.modeling.Sam), got {type(model).__name__}"
+        )
+
+
+def sam2_model(model: Any, name: str = "sam_model") -> None:
+    """ValueError unless `model` looks like a SAM 2 model (what SAM2ImagePredictor uses)."""
+    if not is_sam2(model) and all(hasattr(model, n) for n in ("prompt_encoder", "mask_decoder", "postprocess_masks")):
+        raise ValueError(
+            f"got a segment-anything (SAM 1) model ({type(model).__name__}); "
+            "use SamConvexPredictor / SamConvexAutomaticMaskGenerator for it"
+        )
+    needed = ("forward_image", "_prepare_backbone_features", "sam_prompt_encoder", "sam_mask_decoder")
+    if not all(hasattr(model, n) for n in (*needed, "image_size", "backbone_stride")):
+        raise ValueError(
+            f"{name} must be a SAM 2 model (sam2.modeling.sam2_base.SAM2Base, "
+            f"e.g. from load_sam2 or sam2.build_sam.build_sam2), got {type(model).__name__}"
+        )
+
+
+# Point labels, as SAM's and SAM 2's prompt encoders read them. -1 marks a padding
+# point (no position; the predictors' batched prompts use it); 2 and 3 are box corners,
+# which the encoders add themselves from `box` and are refused from callers.
+BACKGROUND, FOREGROUND, PADDING = 0, 1, -1
+POINT_LABELS = (BACKGROUND, FOREGROUND)
+
+
+class Prompts(NamedTuple):
+    """Checked prompts, as numpy arrays (the caller's tensors are checked on a copy
+    and passed on by the caller unchanged)."""
+
+    points: np.ndarray | None  # (K, 2) or (B, K, 2) float64 (x, y)
+    labels: np.ndarray | None  # (K,) or (B, K) int64
+    box: np.ndarray | None  # (4,), (1, 4) or (B, 4) float64 (x0, y0, x1, y1)
+    mask_input: np.ndarray | None  # (1, h, w) or (B, 1, h, w) float32 low-res logits
+
+
+def _numbers(name: str, value: Any) -> np.ndarray:
+    """`value` (array-like, or a tensor on any device) as a finite float64 numpy array."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numbers, got {type(value).__name__}") from err
+    return arr
+
+
+def _shape(name: str, arr: np.ndarray, shapes: list[tuple]) -> None:
+    """ValueError unless `arr.shape` is one of `shapes` (a name such as "K", or None,
+    stands for any size)."""
+    for shape in shapes:
+        if arr.ndim == len(shape) and all(not isinstance(n, int) or n == m for n, m in zip(shape, arr.shape)):
+            return
+    want = " or ".join("(" + ", ".join("*" if n is None else str(n) for n in s) + ")" for s in shapes)
+    raise ValueError(f"{name} must have shape {want}, got {tuple(arr.shape)}")
+
+
+def _finite(name: str, arr: np.ndarray) -> None:
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def prompts(
+    point_coords: Any,
+    point_labels: Any,
+    box: Any,
+    mask_input: Any = None,
+    *,
+    image_size: tuple[int, int] | None = None,
+    mask_size: tuple[int | str, int | str] = ("h", "w"),
+    batched: bool | None = False,
+    padding: bool = False,
+    normalized: bool = False,
+) -> Prompts:
+    """The one check of point / box / mask prompts, for every predictor and command.
+
+    Args:
+        point_coords: (K, 2) (x, y) points; (B, K, 2) when batched. Coordinates are
+            continuous image coordinates, as upstream SAM / SAM 2 take them: they scale
+            x by (frame / W), so x == W is the image's right edge and is inside.
+        point_labels: (K,) / (B, K): 1 foreground, 0 background (POINT_LABELS); with
+            `padding`, also -1 for a padding point (no position; not range-checked).
+        box: (4,) or (1, 4) (x0, y0, x1, y1); (B, 4) when batched.
+        mask_input: (1, h, w) / (B, 1, h, w) low-res logits of an earlier call, with
+            (h, w) = `mask_size` (None: any).
+        image_size: (H, W): points must lie in [0, W] x [0, H] and boxes need
+            0 <= x0 < x1 <= W, 0 <= y0 < y1 <= H (the closed frame upstream maps onto
+            its model frame). None: no range check (upstream accepts such prompts; the
+            drop-ins skip it with projection off to return upstream's answer exactly).
+        batched: False: unbatched shapes; True: the batched shapes of predict_torch;
+            None: either, as SAM2ImagePredictor.predict takes (batched points and boxes
+            must then agree on B).
+        padding: accept label -1.
+        normalized: coordinates are normalised to [0, 1] (SAM 2's normalize_coords=False).
     Returns:
-        (points (K, 2) float64 or None, labels (K,) int64 or None, box (4,) float64 or None).
+        `Prompts` of numpy arrays (None where not given).
     Raises:
-        ValueError: bad shapes, labels other than 0/1, no prompt, or a prompt outside the
-            image (points need 0 <= x < W, 0 <= y < H; a box 0 <= x0 < x1 <= W, same in y).
+        ValueError: naming the argument: shapes, NaN/inf, labels, points without labels,
+            empty point lists, prompts outside the image.
     """
-    h, w = image_size
-    points = labels = None
-    if point_coords is not None or point_labels is not None:
-        if point_coords is None or point_labels is None:
-            raise ValueError("point_coords and point_labels must be given together")
-        points = np.asarray(point_coords, dtype=np.float64)
-        labels = np.asarray(point_labels)
-        if points.ndim != 2 or points.shape[1] != 2:
-            raise ValueError(f"point_coords must have shape (K, 2) as (x, y), got {points.shape}")
-        if labels.shape != (points.shape[0],):
-            raise ValueError(f"point_labels must have shape ({points.shape[0]},), got {labels.shape}")
-        if not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"point_labels must be 1 (foreground) or 0 (background), got {labels}")
-        labels = labels.astype(np.int64)
-        if not np.isfinite(points).all():
-            raise ValueError("point_coords contain NaN or infinite values")
-        x, y = points[:, 0], points[:, 1]
-        outside = (x < 0) | (x >= w) | (y < 0) | (y >= h)
-        if outside.any():
+    points = labels = boxes = masks = None
+    lead = {False: [()], True: [("B",)], None: [(), ("B",)]}[batched]
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels must be given together")
+    if point_coords is not None:
+        points = _numbers("point_coords", point_coords)
+        _shape("point_coords", points, [(*b, "K", 2) for b in lead])
+        _finite("point_coords", points)
+        if points.shape[-2] == 0:
+            raise ValueError("point_coords must hold at least one point (pass None for no points)")
+        labels = _numbers("point_labels", point_labels)
+        _shape("point_labels", labels, [points.shape[:-1]])
+        _finite("point_labels", labels)
+        allowed = (*POINT_LABELS, PADDING) if padding else POINT_LABELS
+        if not np.isin(labels, allowed).all():
+            pad = " (-1 pads)" if padding else ""
             raise ValueError(
-                f"point(s) {points[outside].tolist()} lie outside the {w}x{h} image "
-                f"(x must be in [0, {w}), y in [0, {h}))"
+                f"point_labels must be 1 (object) or 0 (background){pad}, got {np.unique(labels).tolist()}"
             )
+        labels = labels.astype(np.int64)
     if box is not None:
-        box = np.asarray(box, dtype=np.float64).reshape(-1)
-        if box.shape != (4,):
-            raise ValueError(f"box must have 4 values (x0, y0, x1, y1), got {box.size}")
-        x0, y0, x1, y1 = box
-        if not np.isfinite(box).all() or not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-            raise ValueError(f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}")
-    return points, labels, box
+        boxes = _numbers("box", box)
+        _shape("box", boxes, [(4,), (1, 4)] if batched is False else [(*b, 4) for b in lead])
+        _finite("box", boxes)
+    if points is not None and boxes is not None and points.ndim == 3 and boxes.ndim == 2 and batched is None:
+        if points.shape[0] != boxes.shape[0]:
+            raise ValueError(
+                f"batched point_coords and box must have the same B, got {points.shape[0]} and {boxes.shape[0]}"
+            )
+    if mask_input is not None:
+        masks = _numbers("mask_input", mask_input)
+        _shape("mask_input", masks, [(*b, 1, *mask_size) for b in lead])
+        _finite("mask_input", masks)
+    if image_size is not None:
+        _check_extent(points, labels, boxes, image_size, normalized)
+    return Prompts(points, labels, boxes, masks)
+
+
+def _check_extent(points, labels, boxes, image_size: tuple[int, int], normalized: bool) -> None:
+    """ValueError for points outside the closed image frame, or an empty box or one
+    leaving it (see `prompts`)."""
+    h, w = image_size
+    limit_x, limit_y = (1.0, 1.0) if normalized else (float(w), float(h))
+    where = "[0, 1] (normalised coordinates)" if normalized else f"the {w}x{h} image (x in [0, {w}], y in [0, {h}])"
+    if points is not None:
+        real = labels != PADDING  # padding points carry no position
+        x, y = points[..., 0][real], points[..., 1][real]
+        outside = (x < 0) | (x > limit_x) | (y < 0) | (y > limit_y)
+        if outside.any():
+            bad = np.stack([x[outside], y[outside]], axis=1).tolist()
+            raise ValueError(f"point(s) {bad} lie outside {where}")
+    if boxes is not None:
+        x0, y0, x1, y1 = boxes.reshape(-1, 4).T
+        ok = (0 <= x0) & (x0 < x1) & (x1 <= limit_x) & (0 <= y0) & (y0 < y1) & (y1 <= limit_y)
+        if not ok.all():
+            raise ValueError(
+                f"box(es) {boxes.reshape(-1, 4)[~ok].tolist()} are empty or lie outside {where}: "
+                f"need 0 <= x0 < x1 <= {limit_x:g} and 0 <= y0 < y1 <= {limit_y:g}"
+            )

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from eval.metrics import iou
-from sam_convex import loading, sam2_predictor
+from sam_convex import loading
 from sam_convex.__main__ import main
 
 from shapes import hull_gap, textured_scene
@@ -114,7 +114,7 @@ def test_cli_finds_checkpoint_or_falls_back(scene_file, tmp_path, monkeypatch, c
 def test_cli_sam2_from_a_checkpoint(scene_file, tmp_path, monkeypatch, capsys):
     """--model sam2 --checkpoint: load_sam2 (config from the official file name), then
     Sam2ConvexPredictor; the tiny random SAM 2 stands in for the official build."""
-    monkeypatch.setattr(sam2_predictor, "build_sam2", lambda config, **kw: tiny_sam2(seed=1))
+    monkeypatch.setattr("sam2.build_sam.build_sam2", lambda config, **kw: tiny_sam2(seed=1))
     path, _ = scene_file
     checkpoint = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": tiny_sam2(seed=4).state_dict()}, checkpoint)

@@ -286,7 +286,7 @@ LOW_RES = (1, 64, 64)  # the tiny SAM's mask_input size (256 frame / 4)
         (dict(point_coords=np.array([[1.0, 2.0]]), point_labels=np.array([np.inf])), "point_labels contains NaN"),
         (dict(box=np.array([1.0, np.nan, 5.0, 6.0])), "box contains NaN"),
         (dict(box=np.array([1.0, 2.0, 5.0])), r"box must have shape \(4\)"),
-        (dict(box=np.zeros((2, 4))), r"box must have shape \(1, 4\)"),
+        (dict(box=np.zeros((2, 4))), r"box must have shape \(4\) or \(1, 4\)"),
         (dict(box=[1, 2, 30, 40], mask_input=np.full(LOW_RES, np.nan, np.float32)), "mask_input contains NaN"),
         (
             dict(box=[1, 2, 30, 40], mask_input=np.zeros((1, 32, 32), np.float32)),

@@ -8,12 +8,8 @@ from scipy.ndimage import binary_erosion
 
 from eval.metrics import iou
 from sam_convex import ConvexProjector, SamConvexPredictor
-from sam_convex.sam2_predictor import (
-    SAM2_CONFIGS,
-    Sam2ConvexPredictor,
-    load_sam2,
-    sam2_config_from_state_dict,
-)
+from sam_convex.loading import SAM2_CONFIGS, load_sam2, sam2_config_from_state_dict
+from sam_convex.sam2_predictor import Sam2ConvexPredictor
 
 from shapes import hull_gap
 from tiny_sam import random_image, tiny_sam
