@@ -40,12 +40,20 @@ class GrabCutPredictor:
         seed: seeds OpenCV's RNG (GMM initialisation) before every call, so the same
             image and prompt give the same mask.
         temperature: pixels per logit unit of the soft output.
+        max_side: None segments at full resolution; an int runs GrabCut on a copy whose
+            longer side is at most `max_side` pixels (area-averaged) and resizes the
+            signed distance back (bilinear), so masks and logits still cover the whole
+            image. GrabCut's time grows with the pixel count (about 1 s at 640x480 on a
+            2-core CPU), so the interactive page uses this.
     """
 
-    def __init__(self, iterations: int = 5, seed: int = 0, temperature: float = 2.0) -> None:
+    def __init__(
+        self, iterations: int = 5, seed: int = 0, temperature: float = 2.0, max_side: int | None = None
+    ) -> None:
         self.iterations = validation.integer("iterations", iterations, minimum=1)
         self.seed = validation.integer("seed", seed)
         self.temperature = validation.number("temperature", temperature, above=0)
+        self.max_side = validation.integer("max_side", max_side, minimum=8, allow_none=True)
         self.reset_image()
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
@@ -58,13 +66,20 @@ class GrabCutPredictor:
         validation.image(image, image_format)
         # GrabCut's colour models do not care about channel order; keep BGR, cv2's own.
         bgr = image[..., ::-1] if image_format == "RGB" else image
+        h, w = image.shape[:2]
+        # scale: working pixels per image pixel (1 unless max_side shrinks the image).
+        self.scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(h, w))
+        if self.scale < 1.0:
+            size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         self.image = np.ascontiguousarray(bgr)
-        self.original_size = image.shape[:2]
+        self.original_size = (h, w)
         self.is_image_set = True
 
     def reset_image(self) -> None:
         self.image = None
         self.original_size = None
+        self.scale = 1.0
         self.is_image_set = False
 
     def predict(
@@ -102,11 +117,14 @@ class GrabCutPredictor:
         if box is None and not has_positive and mask_input is None:
             raise ValueError("GrabCut needs a box, a positive point (label 1) or a mask_input")
 
+        if self.scale < 1.0:  # prompts in the working copy's pixels
+            points = None if points is None else points * self.scale
+            box = None if box is None else box * self.scale
         seeds = self._seed_mask(points, labels, box, mask_input)
         if not np.isin(seeds, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
             # GrabCut cannot build a background model from nothing: lend it the border,
             # except where the prompts say "certainly object".
-            border = np.zeros((h, w), bool)
+            border = np.zeros(seeds.shape, bool)
             border[[0, -1], :] = border[:, [0, -1]] = True
             seeds[border & (seeds != cv2.GC_FGD)] = cv2.GC_PR_BGD
         has_fg = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
@@ -120,15 +138,20 @@ class GrabCutPredictor:
             cv2.grabCut(self.image, seeds, None, bgd_model, fgd_model, self.iterations, cv2.GC_INIT_WITH_MASK)
             fg = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
 
-        logits = signed_distance(fg) / self.temperature
+        distance = signed_distance(fg)
+        if self.scale < 1.0:  # back to image pixels: resize, and distances in image pixels
+            distance = cv2.resize(distance / self.scale, (w, h), interpolation=cv2.INTER_LINEAR)
+            fg = distance > 0
+        logits = distance / self.temperature
         logits = np.clip(logits, -20.0, 20.0).astype(np.float32)[None]
         scores = np.array([1.0 if fg.any() else 0.0], np.float32)
         masks = logits if return_logits else fg[None]
         return masks, scores, logits
 
     def _seed_mask(self, points, labels, box, mask_input) -> np.ndarray:
-        """GrabCut's (H, W) uint8 seed mask from the prompts (see the class docstring)."""
-        h, w = self.original_size
+        """GrabCut's (h, w) uint8 seed mask of the working copy from prompts in its pixels
+        (see the class docstring)."""
+        h, w = self.image.shape[:2]
         seeds = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
         if mask_input is not None:
             m = np.asarray(mask_input, dtype=np.float32)

@@ -50,12 +50,16 @@ class Segmenter:
     model: object | None = None
 
     def convex_predictor(
-        self, projector: ConvexProjector | None = None, seed: int = 0
+        self, projector: ConvexProjector | None = None, seed: int = 0, grabcut_max_side: int | None = None
     ) -> SamConvexPredictor | Sam2ConvexPredictor:
-        """A fresh drop-in predictor with convex masks (`seed` seeds GrabCut)."""
+        """A fresh drop-in predictor with convex masks (`seed` seeds GrabCut;
+        `grabcut_max_side` is GrabCutPredictor's `max_side`: None = full resolution)."""
         if self.kind == "sam2":
             return Sam2ConvexPredictor(self.model, projector=projector)
-        inner = GrabCutPredictor(iterations=GRABCUT_ITERATIONS, seed=seed) if self.kind == "grabcut" else self.model
+        if self.kind == "grabcut":
+            inner = GrabCutPredictor(iterations=GRABCUT_ITERATIONS, seed=seed, max_side=grabcut_max_side)
+        else:
+            inner = self.model
         return SamConvexPredictor(inner, projector)
 
     def mask_generator(

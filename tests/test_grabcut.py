@@ -132,3 +132,29 @@ def test_tiny_images_keep_a_positive_point(size):
     predictor.set_image(np.full((*size, 3), 120, np.uint8))
     masks, scores, logits = predictor.predict(point_coords=np.array([[0.0, 0.0]]), point_labels=np.array([1]))
     assert masks[0, 0, 0] and scores[0] == 1.0 and logits[0, 0, 0] > 0
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        dict(box=np.array([50.0, 40.0, 180.0, 130.0])),
+        dict(point_coords=np.array([[115.0, 85.0], [10.0, 10.0]]), point_labels=np.array([1, 0])),
+    ],
+    ids=["box", "point+negative"],
+)
+def test_grabcut_on_a_smaller_copy_answers_at_full_size(grabcut, scene, prompt):
+    small = GrabCutPredictor(max_side=100)
+    small.set_image(scene[0])
+    masks, _, logits = small.predict(**prompt)
+    full = grabcut.predict(**prompt)[0]
+    assert masks.shape == full.shape == (1, *scene[1].shape)
+    np.testing.assert_array_equal(logits[0] > 0, masks[0])
+    assert iou(masks[0], full[0]) >= 0.9 and iou(masks[0], scene[1]) >= 0.8
+    if "box" in prompt:  # the box, scaled to the copy and back, still bounds the object
+        rows, cols = np.nonzero(masks[0])
+        assert cols.min() >= 49 and cols.max() <= 180 and rows.min() >= 39 and rows.max() <= 130
+
+
+def test_grabcut_max_side_is_checked():
+    with pytest.raises(ValueError, match="max_side"):
+        GrabCutPredictor(max_side=2)
