@@ -212,7 +212,7 @@ class Engine:
         coords = np.array([p[:2] for p in points], np.float64).reshape(-1, 2) if points else None
         labels = np.array([p[2] for p in points]) if points else None
         try:
-            coords, labels, box = validation.prompts(coords, labels, box, stored.size)
+            coords, labels, box = validation.prompts(coords, labels, box, image_size=stored.size)[:3]
         except ValueError as err:
             raise RequestError(422, str(err)) from None
         if box is None and (labels is None or not (labels == 1).any()):
