@@ -40,6 +40,7 @@ GRABCUT_MAX_SIDE = 320  # GrabCut runs on a copy this size (see GrabCutPredictor
 # "Segment everything" without SAM: Felzenszwalb's graph regions (skimage), at least this
 # share of the image each; the same solidity gate as the convex AMGs decides what is projected.
 REGION_MIN_SHARE = 0.005
+AMG_SEGMENTERS = ("sam", "sam2")  # segmenters with an automatic mask generator
 
 
 class RequestError(ValueError):
@@ -250,18 +251,19 @@ class Engine:
         return result, timings
 
     def everything(self, image_id: str) -> tuple[Result, dict]:
-        """Every object: SAM's / SAM 2's convex automatic mask generator, or without SAM
-        Felzenszwalb's regions through the same solidity gate (`project_records`).
+        """Every object: SAM's / SAM 2's convex automatic mask generator, or for the
+        segmenters without one (GrabCut, ...) Felzenszwalb's regions through the same
+        solidity gate (`project_records`).
         Returns the Result (convex[i]: record i projected) and the timings."""
         stored = self.image(image_id)
         with self.lock:
             self.projector.reset()
             start = time.perf_counter()
-            if self.segmenter.kind == "grabcut":
-                records, _ = project_records(region_records(stored.rgb), self.projector, DEFAULT_MIN_SOLIDITY)
-            else:
+            if self.segmenter.kind in AMG_SEGMENTERS:
                 generator = self.segmenter.mask_generator(self.projector, output_mode="binary_mask")
                 records = generator.generate(stored.rgb)
+            else:
+                records, _ = project_records(region_records(stored.rgb), self.projector, DEFAULT_MIN_SOLIDITY)
             total_ms = 1000 * (time.perf_counter() - start)
             projection_ms = self.projector.elapsed_ms
         h, w = stored.size
