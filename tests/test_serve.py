@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -305,3 +310,27 @@ def test_command_binds_loopback_by_default():
 
 def test_json_answers_are_plain_json(segmented):
     json.dumps(segmented)  # no numpy scalars left in the answer
+
+
+def test_command_serves_the_page_on_loopback(tmp_path):
+    """`python -m sam_convex.serve` as a user starts it: the page and the API answer."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "sam_convex.serve", "--port", str(port), "--model", "grabcut"]
+    server = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
+        assert info.json()["model"] == "GrabCut"
+        assert "<canvas" in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "model: GrabCut" in output
