@@ -5,6 +5,7 @@ from sam_convex.grabcut import GrabCutPredictor
 from sam_convex.gradient import GradientProjector
 from sam_convex.icnn import ICNN
 from sam_convex.loading import find_checkpoint, load_sam, load_sam2
+from sam_convex.losses import ConvexityLoss, StarShapeLoss
 from sam_convex.predictor import SamConvexPredictor
 from sam_convex.projection import ConvexFit, ConvexProjector
 from sam_convex.regularizer import ConvexityRegularizer
@@ -14,6 +15,7 @@ __all__ = [
     "ICNN",
     "ConvexFit",
     "ConvexProjector",
+    "ConvexityLoss",
     "ConvexityRegularizer",
     "GrabCutPredictor",
     "GradientProjector",
@@ -21,6 +23,7 @@ __all__ = [
     "Sam2ConvexPredictor",
     "SamConvexAutomaticMaskGenerator",
     "SamConvexPredictor",
+    "StarShapeLoss",
     "find_checkpoint",
     "load_sam",
     "load_sam2",
