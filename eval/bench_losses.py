@@ -9,6 +9,10 @@ to each --sizes value and given as logits), side by side in one run:
 * ``StarShapeLoss``: forward and backward against the undamaged objects;
 * ``BCEWithLogitsLoss``: forward and backward, the plain loss, for scale.
 
+Two kinds of batch (`KINDS`): damaged objects (a trained segmenter's output) and the
+same objects drowned in smooth noise (an untrained network's output, where the exact
+fit has the most to do).
+
 Every repeat runs the four back to back on the same batch, so load from other work
 hits them alike; the medians' ratios to ``projector.fit`` are what to compare (the
 issue's target: `ConvexityLoss` at most 1.5x the projector). Writes
@@ -25,6 +29,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from eval import runs
@@ -33,13 +38,21 @@ from sam_convex import ConvexityLoss, ConvexProjector, StarShapeLoss, validation
 from sam_convex.projection import limit_threads
 
 METHODS = ("projector.fit", "ConvexityLoss", "StarShapeLoss", "BCEWithLogitsLoss")
+KINDS = ("damaged", "untrained")
 
 
-def batch(size: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(count, size, size) float32 logits of damaged objects and their (count, size,
-    size) float32 0/1 undamaged objects."""
+def batch(size: int, count: int, seed: int, kind: str = "damaged") -> tuple[torch.Tensor, torch.Tensor]:
+    """(count, size, size) float32 logits and (count, size, size) float32 0/1 truths.
+
+    kind "damaged": damaged objects (a trained segmenter's kind of output) and the
+    undamaged objects; "untrained": the objects blurred into smooth noise around 0.5
+    (an untrained network's kind of output, the first epochs of training)."""
     probs, truths = damaged_objects(count, seed, size=size)
-    probs = np.clip(probs, 1e-4, 1 - 1e-4)
+    if kind == "untrained":
+        rng = np.random.default_rng(seed)
+        noise = gaussian_filter(rng.normal(0, 1, probs.shape), (0, size / 16, size / 16))
+        probs = 1 / (1 + np.exp(-(0.6 * (probs - 0.5) + noise / noise.std())))
+    probs = np.clip(probs, 1e-4, 1 - 1e-4).astype(np.float32)
     return torch.logit(torch.from_numpy(probs)), torch.from_numpy(truths.astype(np.float32))
 
 
@@ -79,13 +92,14 @@ def run(sizes: list[int], count: int, repeats: int, threads: int, seed: int, dev
     rows = []
     started = time.time()
     with limit_threads(threads):
-        for size in sizes:
-            logits, truths = batch(size, count, seed)
-            seconds = time_batch(logits.to(device), truths.to(device), projector, repeats)
-            floor = statistics.median(seconds["projector.fit"])
-            for name in METHODS:
-                med = statistics.median(seconds[name])
-                rows.append({"size": size, "method": name, "ms": 1000 * med, "ratio": med / floor})
+        for kind in KINDS:
+            for size in sizes:
+                logits, truths = batch(size, count, seed, kind)
+                seconds = time_batch(logits.to(device), truths.to(device), projector, repeats)
+                floor = statistics.median(seconds["projector.fit"])
+                for name in METHODS:
+                    med = statistics.median(seconds[name])
+                    rows.append({"kind": kind, "size": size, "method": name, "ms": 1000 * med, "ratio": med / floor})
     return {
         "command": "python -m eval.bench_losses " + " ".join(sys.argv[1:]),
         "batch": count,
@@ -108,15 +122,17 @@ def markdown(r: dict) -> str:
         f"Produced by `{r['command']}`: a batch of {r['batch']} damaged masks (bench_projection's "
         f"`damaged_objects`, seed {r['seed']}) as logits, median of {r['repeats']} back-to-back repeats, "
         f"{r['threads']} thread(s). Loss times include the backward pass. Ratio: to `projector.fit` on the "
-        "same batch (target for ConvexityLoss: <= 1.5x).",
+        "same batch (target for ConvexityLoss: <= 1.5x). Predictions: *damaged* objects (bites, holes, "
+        "islands, ragged soft edges: a trained segmenter's kind of output) and *untrained* (the same "
+        "objects drowned in smooth noise around 0.5: what a network outputs in its first epochs).",
         "",
-        "| size | " + " | ".join(METHODS) + " |",
-        "|---|" + "---|" * len(METHODS),
+        "| predictions | size | " + " | ".join(METHODS) + " |",
+        "|---|---|" + "---|" * len(METHODS),
     ]
-    for size in r["sizes"]:
-        cells = {row["method"]: row for row in r["rows"] if row["size"] == size}
+    for kind, size in ((k, s) for k in KINDS for s in r["sizes"]):
+        cells = {row["method"]: row for row in r["rows"] if row["size"] == size and row["kind"] == kind}
         lines.append(
-            f"| {size}x{size} | "
+            f"| {kind} | {size}x{size} | "
             + " | ".join(f"{cells[m]['ms']:.1f} ms ({cells[m]['ratio']:.2f}x)" for m in METHODS)
             + " |"
         )
@@ -131,7 +147,7 @@ def markdown(r: dict) -> str:
 
 def build_parser() -> validation.CommandLineParser:
     parser = validation.CommandLineParser(prog="python -m eval.bench_losses", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="128,256", help="comma-separated mask sizes (default 128,256)")
+    parser.add_argument("--sizes", default="64,128,256", help="comma-separated mask sizes (default 64,128,256)")
     parser.add_argument("--batch", type=int, default=16, help="masks per batch (default 16)")
     parser.add_argument("--repeats", type=int, default=5, help="timing repeats (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")

@@ -10,7 +10,9 @@ from eval import bench_losses
 def test_bench_losses_writes_every_method_per_size(tmp_path, capsys):
     assert bench_losses.main(["--sizes", "32", "--batch", "2", "--repeats", "1", "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "bench_losses.json").read_text())
-    assert [row["method"] for row in r["rows"]] == list(bench_losses.METHODS)
+    assert [(row["kind"], row["method"]) for row in r["rows"]] == [
+        (k, m) for k in bench_losses.KINDS for m in bench_losses.METHODS
+    ]
     assert all(row["ms"] > 0 for row in r["rows"])
     md = (tmp_path / "bench_losses.md").read_text()
     assert "| 32x32 |" in md and "python -m eval.bench_losses" in md
