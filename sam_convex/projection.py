@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from sam_convex import validation
+from sam_convex import outlines, validation
 from sam_convex.icnn import ICNN
 from sam_convex.polygon import Polygon, fit_target, polygon_cost, polygons_to_icnn, render_polygon_masks
 from sam_convex.rendering import OUTSIDE_LOGIT, render_logits, render_masks
@@ -143,6 +143,14 @@ class ConvexFit:
         logits, probs: (N, H, W) float32 tensors -G_n and sigmoid(-G_n) (`OUTSIDE_LOGIT`
             outside the window), computed on first access (4 bytes per pixel each);
             `masks == (logits >= 0)`.
+        polygons: per mask a (K, 2) float64 numpy array of (x, y) vertices in image pixel
+            coordinates (pixel (col, row) covers [col, col + 1) x [row, row + 1)),
+            counter-clockwise, no repeated closing vertex, (0, 2) for an empty mask;
+            computed on first access. `outlines.rasterize(polygons, H, W)` (a pixel is in
+            iff its centre is in the closed polygon) gives `masks` back bit for bit; see
+            `sam_convex.outlines`.
+        shapes: what the polygon fit found per mask (`sam_convex.polygon.Polygon`, None
+            for the empty set, "full"), or None for fits without polygons.
     """
 
     masks: torch.Tensor
@@ -151,7 +159,9 @@ class ConvexFit:
     net: ICNN
     image_size: tuple[int, int]
     details: dict = field(default_factory=dict)
+    shapes: list | None = field(default=None, repr=False)
     _logits: torch.Tensor | None = field(default=None, repr=False)
+    _polygons: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def logits(self) -> torch.Tensor:
@@ -162,6 +172,32 @@ class ConvexFit:
     @property
     def probs(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
+
+    @property
+    def polygons(self) -> list[np.ndarray]:
+        if self._polygons is None:
+            windows = self.windows.cpu().numpy()
+            self._polygons = outlines.fit_polygons(self.masks.cpu().numpy(), self.shapes, windows)
+        return self._polygons
+
+    def polygons_at(self, height: int, width: int) -> list[np.ndarray]:
+        """`polygons` scaled to a (height, width) image covering the same extent."""
+        sx, sy = self._scale(height, width)
+        return [p * [sx, sy] for p in self.polygons]
+
+    def render_polygons(self, height: int, width: int) -> torch.Tensor:
+        """`polygons` rasterised at the pixel centres of a (height, width) image covering
+        the same extent: (N, height, width) bool. At the fitted size this is `masks`;
+        at others it agrees with `render_masks` except for pixel centres within a
+        polygon fit's tolerance (< 0.01 px) of an edge, or, for lattice polygons (fits
+        without polygons), within half a pixel of the mask's outline."""
+        masks = outlines.rasterize(self.polygons, height, width, scale=self._scale(height, width))
+        return torch.from_numpy(masks).to(self.masks.device)
+
+    def _scale(self, height: int, width: int) -> tuple[float, float]:
+        height = validation.integer("height", height, minimum=1)
+        width = validation.integer("width", width, minimum=1)
+        return width / self.image_size[1], height / self.image_size[0]
 
     def render(self, height: int, width: int) -> torch.Tensor:
         """-G_n at the pixel centres of a (height, width) image covering the same extent
@@ -269,6 +305,7 @@ class ConvexProjector:
             net=net,
             image_size=(height, width),
             details={"edges": edges, "choice": choice},
+            shapes=polygons,
         )
 
 
