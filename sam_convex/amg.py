@@ -31,7 +31,7 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.utils.amg import batched_mask_to_box, box_xyxy_to_xywh, coco_encode_rle, mask_to_rle_pytorch
 
-from sam_convex import validation
+from sam_convex import outlines, validation
 from sam_convex.loading import require_sam2
 from sam_convex.projection import ConvexFit, ConvexProjector
 from sam_convex.sam2_predictor import match_feature_sizes
@@ -47,7 +47,8 @@ from sam_convex.sam2_predictor import match_feature_sizes
 # convex masks from being projected. The highest non-convex value was 0.86 (one L of
 # 60). Clean convex masks (0.95-0.99) are projected: IoU 0.990 projected, 0.993 raw.
 DEFAULT_MIN_SOLIDITY = 0.85
-OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+# Upstream's three, and "coco_polygon": "segmentation" as a COCO polygon list (see `encode`).
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle", "coco_polygon")
 MAJOR_COMPONENT = 0.1  # major_solidity: components with >= this share of the largest one's area
 
 
@@ -84,7 +85,7 @@ def major_solidity(mask: np.ndarray, keep: float = MAJOR_COMPONENT) -> float:
 
 
 def project_records(
-    records: list[dict[str, Any]], projector: ConvexProjector, min_solidity: float
+    records: list[dict[str, Any]], projector: ConvexProjector, min_solidity: float, polygons: bool = False
 ) -> tuple[list[dict[str, Any]], ConvexFit | None]:
     """Project the masks of one image's AMG records in one batched fit.
 
@@ -105,7 +106,9 @@ def project_records(
             nothing).
         Projected records get the convex mask as "segmentation" and its "area" and
         "bbox" (XYWH); "predicted_iou", "stability_score", "point_coords" and
-        "crop_box" stay SAM's (they rate and locate SAM's mask).
+        "crop_box" stay SAM's (they rate and locate SAM's mask). With `polygons=True`
+        they also get "polygon": the mask's convex polygon (`ConvexFit.polygons`, (K, 2)
+        float64 (x, y)), which `encode` turns into the "coco_polygon" segmentation.
         And the fit (None when no mask was projected).
     """
     out = [dict(r, solidity=solidity(r["segmentation"]), convex_distance=None) for r in records]
@@ -126,15 +129,28 @@ def project_records(
             bbox=box_xyxy_to_xywh(boxes[k]).tolist(),
             convex_distance=float(fit.losses[k]),
         )
+        if polygons:
+            out[i]["polygon"] = fit.polygons[k]
     return out, fit
 
 
 def encode(records: list[dict[str, Any]], output_mode: str) -> list[dict[str, Any]]:
-    """Records with binary masks -> the upstream generators' `output_mode` encoding."""
+    """Records with binary masks -> the upstream generators' `output_mode` encoding, or
+    "coco_polygon": "segmentation" a COCO polygon list [[x1, y1, x2, y2, ...], ...] in
+    continuous pixel coordinates (see `sam_convex.outlines`). A projected record's list
+    holds its convex polygon (from "polygon", which is removed), exact for the
+    pixel-centre rule; a record that kept SAM's mask gets the mask's outer contours
+    (`outlines.contours`: an outline, not exact, holes left out)."""
     if output_mode == "binary_mask":
         return records
     out = []
     for record in records:
+        record = dict(record)
+        if output_mode == "coco_polygon":
+            poly = record.pop("polygon", None)
+            found = [poly] if poly is not None else outlines.contours(record["segmentation"])
+            out.append(dict(record, segmentation=[p.ravel().tolist() for p in found]))
+            continue
         rle = mask_to_rle_pytorch(torch.from_numpy(record["segmentation"])[None])[0]
         out.append(dict(record, segmentation=coco_encode_rle(rle) if output_mode == "coco_rle" else rle))
     return out
@@ -188,7 +204,8 @@ class _ConvexMaskGenerator:
             image: (H, W, 3) uint8 RGB numpy array.
         Returns:
             one record per mask, as the upstream generator's: "segmentation" ((H, W)
-            bool, or an RLE dict for the RLE output modes), "area" (int), "bbox"
+            bool, an RLE dict for the RLE output modes, a COCO polygon list for
+            "coco_polygon", see `encode`), "area" (int), "bbox"
             (XYWH), "predicted_iou", "point_coords", "stability_score", "crop_box"; with
             `project=True` also "solidity" and "convex_distance" (see
             `project_records`). With `project=False`: exactly the upstream records.
@@ -197,7 +214,8 @@ class _ConvexMaskGenerator:
         records = self.generator.generate(image)
         self.last_fit = None
         if self.project:
-            records, self.last_fit = project_records(records, self.projector, self.min_solidity)
+            polygons = self.output_mode == "coco_polygon"
+            records, self.last_fit = project_records(records, self.projector, self.min_solidity, polygons)
         return encode(records, self.output_mode)
 
 

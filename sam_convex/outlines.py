@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from skimage.measure import approximate_polygon, find_contours
 
 from sam_convex import validation
 from sam_convex.polygon import Polygon, vertices
@@ -176,13 +177,13 @@ def lattice_polygon(mask: np.ndarray) -> np.ndarray:
         return EMPTY.copy()
     # The hull of the outer contours' pixels is the hull of all pixels, at the cost of
     # the boundary.
-    contours, _ = cv2.findContours(np.ascontiguousarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    pts = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
+    found, _ = cv2.findContours(np.ascontiguousarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    pts = np.concatenate(found).reshape(-1, 2).astype(np.int64)
     hull = cv2.convexHull(pts.astype(np.int32)).reshape(-1, 2).astype(np.int64)
-    if cv2.contourArea(hull.astype(np.float32), oriented=True) < 0:  # OpenCV's hull may run clockwise in (x, y)
-        hull = hull[::-1]
     # cv2.convexHull can keep collinear points: recompute the unique vertices' edges.
     hull = hull[np.any(hull != np.roll(hull, 1, axis=0), axis=1)] if hull.shape[0] > 1 else hull
+    if _area2(hull) < 0:  # OpenCV's hull may run either way
+        hull = hull[::-1]
     if hull.shape[0] == 1 or _area2(hull) == 0:
         lo, hi = pts[np.lexsort((pts[:, 1], pts[:, 0]))[[0, -1]]]
         direction = _primitive(hi - lo) if (hi != lo).any() else np.array([1, 0])
@@ -201,10 +202,11 @@ def lattice_polygon(mask: np.ndarray) -> np.ndarray:
     return poly + 0.5  # pixel indices -> continuous coordinates (centre of pixel c: c + 0.5)
 
 
-def _area2(hull: np.ndarray) -> int:
-    """Twice the signed area of an integer polygon (exact)."""
-    x, y = hull[:, 0], hull[:, 1]
-    return int((x * np.roll(y, -1) - np.roll(x, -1) * y).sum())
+def _area2(poly: np.ndarray):
+    """Twice the signed (shoelace) area of a polygon, > 0 counter-clockwise in (x, y);
+    exact for integer vertices."""
+    x, y = poly[:, 0], poly[:, 1]
+    return (x * np.roll(y, -1) - np.roll(x, -1) * y).sum()
 
 
 def _primitive(v: np.ndarray) -> np.ndarray:
@@ -269,3 +271,23 @@ def _window_polygon(shape: Polygon, window, mask: np.ndarray) -> np.ndarray | No
     centre = np.array([cols.mean() + 0.5 - x0 - hw, rows.mean() + 0.5 - y0 - hh])
     poly = _halfplanes_polygon(normals, offsets, centre)
     return None if poly is None else poly + [x0 + hw, y0 + hh]
+
+
+def contours(mask: np.ndarray) -> list[np.ndarray]:
+    """Outlines of an (H, W) bool mask that need not be convex (SAM's own masks): the
+    outer boundaries of its 8-connected pieces by marching squares (skimage, level 0.5:
+    through the midpoints between inside and outside pixel centres, so the pixel-centre
+    rule fills them back to the mask, but for holes), collinear points merged, in
+    continuous pixel coordinates, counter-clockwise. Holes are left out (a COCO polygon
+    cannot hold one).
+
+    Returns:
+        list of (K, 2) float64 (x, y), K >= 3.
+    """
+    padded = np.pad(np.asarray(mask, np.float64), 1)  # closes contours at the image border
+    out = []
+    for found in find_contours(padded, 0.5, fully_connected="high"):
+        pts = approximate_polygon(found, tolerance=1e-6)[:-1, ::-1] - 0.5  # (row, col) -> (x, y), unpad
+        if len(pts) >= 3 and _area2(pts) > 0:  # marching squares runs holes the other way
+            out.append(pts)
+    return out

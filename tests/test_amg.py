@@ -26,6 +26,7 @@ from sam_convex.amg import (
     project_records,
     solidity,
 )
+from sam_convex.outlines import rasterize
 
 from shapes import disk, ellipse, hull_gap
 from tiny_sam import random_image, tiny_sam
@@ -265,6 +266,31 @@ def test_rle_output_decodes_to_the_binary_records(setup):
         assert {k: v for k, v in a.items() if k != "segmentation"} == {
             k: v for k, v in b.items() if k != "segmentation"
         }
+
+
+def test_coco_polygon_output(setup):
+    """Projected records carry their convex polygon, exact for the pixel-centre rule;
+    records that kept SAM's mask carry its outer contours, which pycocotools reads back."""
+    from pycocotools import mask as mask_utils
+
+    family, model, image, _ = setup
+    binary = ours(family, model).generate(image)
+    polygons = ours(family, model, output_mode="coco_polygon").generate(image)
+    assert len(polygons) == len(binary)
+    for a, b in zip(binary, polygons):
+        assert "polygon" not in b
+        assert {k: v for k, v in a.items() if k != "segmentation"} == {
+            k: v for k, v in b.items() if k != "segmentation"
+        }
+        assert all(len(p) >= 6 and len(p) % 2 == 0 for p in b["segmentation"])
+        if b["convex_distance"] is not None:
+            (poly,) = b["segmentation"]
+            np.testing.assert_array_equal(rasterize([np.reshape(poly, (-1, 2))], H, W)[0], a["segmentation"])
+        else:
+            read = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(b["segmentation"], H, W))).astype(bool)
+            mask = a["segmentation"]
+            assert not (mask & ~read).any()  # outlines: all of the mask, a ring's hole filled too
+            assert (read & ~mask).sum() < 0.5 * read.sum()
 
 
 # ---------------------------------------------------------------- the shared pieces

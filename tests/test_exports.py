@@ -1,16 +1,17 @@
 """Each export read back by its format's own reader, IoU to our masks >= 0.99."""
 
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import pytest
-from label_studio_converter import Converter
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from ultralytics.data.utils import polygon2mask, verify_image_label
 
 from sam_convex import ConvexProjector
 from sam_convex.exports import coco_dataset, to_coco, to_labelme, to_labelstudio, to_yolo
@@ -60,17 +61,37 @@ def test_coco_read_back_by_pycocotools(fit, tmp_path):
     assert ann["id"] == 4  # ids run on over the images
 
 
+# ultralytics patches PIL's Image.open on import (and offers to pip-install what it
+# misses), so its reader runs in a process of its own.
+ULTRALYTICS_READER = """
+import sys
+import numpy as np
+from ultralytics.data.utils import polygon2mask, verify_image_label
+image, label, out = sys.argv[1:]
+_, lb, shape, segments, _, _, nf, _, nc, msg = verify_image_label((image, label, "", False, 3, 0, 0, False))
+assert (nf, nc) == (1, 0), msg
+h, w = shape
+masks = [polygon2mask((h, w), [s * [w, h]]).astype(bool) for s in segments]
+np.savez(out, classes=lb[:, 0], shape=np.array(shape), masks=np.stack(masks))
+"""
+
+
 def test_yolo_read_back_by_ultralytics(fit, tmp_path):
-    image, label = tmp_path / "img.png", tmp_path / "img.txt"
+    image, label, out = tmp_path / "img.png", tmp_path / "img.txt", tmp_path / "read.npz"
     cv2.imwrite(str(image), np.zeros((H, W, 3), np.uint8))
     label.write_text(to_yolo(fit, class_id=[0, 2, 1, 0]))
-    _, lb, shape, segments, _, _, nf, _, nc, msg = verify_image_label(
-        (str(image), str(label), "", False, 3, 0, 0, False)
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", ULTRALYTICS_READER, str(image), str(label), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
-    assert (nf, nc) == (1, 0), msg
-    assert lb[:, 0].tolist() == [0, 2, 1] and tuple(shape) == (H, W)
-    for segment, mask in zip(segments, fit.masks.numpy()):
-        got = polygon2mask((H, W), [segment * [W, H]]).astype(bool)
+    assert result.returncode == 0, result.stderr
+    read = np.load(out)
+    assert read["classes"].tolist() == [0, 2, 1] and read["shape"].tolist() == [H, W]
+    for got, mask in zip(read["masks"], fit.masks.numpy()):
         assert iou(got, mask) >= 0.99
 
 
@@ -89,6 +110,8 @@ def test_labelme_read_back_by_its_shape_to_mask(fit):
 
 
 def test_labelstudio_read_back_by_its_converter(fit, tmp_path):
+    from label_studio_converter import Converter
+
     prediction = to_labelstudio(fit, label="polyp", scores=[0.9, 0.8, 0.7, 0.6])
     assert [r["type"] for r in prediction["result"]] == ["polygonlabels"] * 3
     assert prediction["score"] == pytest.approx(0.8)  # the mean of the kept regions'
