@@ -2,13 +2,21 @@
 
     python -m sam_convex photo.jpg --point 320 240 --out mask.png --overlay overlay.png
     python -m sam_convex photo.jpg --auto --out masks.json --overlay all.png
+    python -m sam_convex photo.jpg --box 10 20 300 240 --out photo.json --format labelme
+    python -m sam_convex photo.jpg --auto --out photo.txt            # YOLO labels
 
 Uses SAM when a checkpoint is given (--checkpoint) or found in checkpoints/, SAM 2 with
 --model sam2, otherwise OpenCV GrabCut (a classical segmenter, not SAM), and says which.
 Writes the convex mask (0/255 PNG) and optionally an overlay with the raw mask's contour
 in red and the convex mask's in green. With --auto (SAM or SAM 2), the automatic mask
 generator segments everything: the records go to a JSON file (masks as uncompressed RLE)
-and the overlay shows every mask, convex ones filled. Every input is checked before a
+and the overlay shows every mask, convex ones filled.
+
+Polygons for annotation tools (`sam_convex.exports`): `--format coco|yolo|labelme|
+labelstudio` writes the convex mask's polygon (with --auto: one polygon per projected
+record) instead of a mask image. The format follows from --out where that is
+unambiguous: .txt is YOLO; a .json is a COCO dataset without --auto, the generator's
+records with --auto, unless --format says otherwise. Every input is checked before a
 model runs.
 """
 
@@ -24,7 +32,7 @@ import numpy as np
 import torch
 from segment_anything.utils.amg import rle_to_mask
 
-from sam_convex import validation
+from sam_convex import exports, outlines, validation
 from sam_convex.gradient import GradientProjector
 from sam_convex.projection import ConvexProjector
 from sam_convex.segmenters import SEGMENTERS, choose_segmenter
@@ -103,8 +111,17 @@ def build_parser() -> validation.CommandLineParser:
         type=Path,
         required=True,
         metavar="MASK.png",
-        help=f"where to write the convex mask (0/255; {', '.join(MASK_FORMATS)}), or with --auto the records (.json)",
+        help=f"where to write the convex mask (0/255; {', '.join(MASK_FORMATS)}), or with --auto the records "
+        "(.json), or polygons (.json, .txt: see --format)",
     )
+    parser.add_argument(
+        "--format",
+        choices=exports.FORMATS,
+        help="write polygons for an annotation tool: coco (a COCO dataset, .json), yolo (a label file, .txt), "
+        "labelme (.json), labelstudio (a Label Studio import file with predictions, .json). Default: yolo for "
+        "a .txt --out, coco for a .json --out without --auto; with --auto a .json gets the records",
+    )
+    parser.add_argument("--label", default="object", help="the polygons' label / category name (default: %(default)s)")
     parser.add_argument(
         "--overlay",
         type=Path,
@@ -132,8 +149,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.fail(err)
 
 
+def polygon_format(args) -> str | None:
+    """The export format --out and --format ask for (None: a mask image, or the
+    records with --auto); ValueError for a format the --out suffix does not fit."""
+    suffix = args.out.suffix.lower()
+    if args.format is not None:
+        wanted = ".txt" if args.format == "yolo" else ".json"
+        if suffix != wanted:
+            raise ValueError(f"--format {args.format} writes a {wanted} file, got --out {args.out}")
+        return args.format
+    if suffix == ".txt":
+        return "yolo"
+    return "coco" if suffix == ".json" and not args.auto else None
+
+
 def run(args) -> int:
-    check_output(args.out, "--out", (".json",) if args.auto else MASK_FORMATS)
+    check_output(args.out, "--out", (".json", ".txt") if args.auto else (*MASK_FORMATS, ".json", ".txt"))
+    args.format = polygon_format(args)
     if args.overlay is not None:
         check_output(args.overlay, "--overlay", OVERLAY_FORMATS)
         if args.overlay.resolve() == args.out.resolve():
@@ -166,12 +198,19 @@ def segment_one(args, segmenter, projector: ConvexProjector, bgr: np.ndarray, co
     convex = np.asarray(masks[best]) > 0
     raw = np.asarray(torch.as_tensor(predictor.last_sam_logits[best]).cpu()) > 0
     fit = predictor.last_fit
-    write_image(args.out, convex.astype(np.uint8) * 255)
     print(
         f"raw mask: {int(raw.sum())} px, convex mask: {int(convex.sum())} px, "
         f"projection distance {float(fit.losses[best]):.4g}"
     )
-    print(f"wrote {args.out}")
+    if args.format is None:
+        write_image(args.out, convex.astype(np.uint8) * 255)
+        print(f"wrote {args.out}")
+    else:
+        fitted = fit.masks[best].cpu().numpy()
+        polygons = [fit.polygons[best]] if np.array_equal(fitted, convex) else None
+        count = exports.write(args.out, args.format, convex[None], args.image, args.label, polygons=polygons)
+        vertices = len(fit.polygons[best]) if polygons else len(outlines.lattice_polygon(convex))
+        print(f"wrote {args.out} ({args.format}, {count} polygon of {vertices} vertices)")
     if args.overlay is not None:
         write_image(args.overlay, overlay(bgr, raw, convex))
         print(f"wrote {args.overlay}")
@@ -181,12 +220,20 @@ def segment_one(args, segmenter, projector: ConvexProjector, bgr: np.ndarray, co
 def segment_everything(args, segmenter, projector: ConvexProjector, bgr: np.ndarray) -> int:
     """Every object the automatic mask generator finds: records (JSON) and overlay."""
     settings = {} if args.min_solidity is None else {"min_solidity": args.min_solidity}
-    generator = segmenter.mask_generator(projector, output_mode="uncompressed_rle", **settings)
+    mode = "uncompressed_rle" if args.format is None else "coco_polygon"
+    generator = segmenter.mask_generator(projector, output_mode=mode, **settings)
     records = generator.generate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    args.out.write_text(json.dumps(records, default=float))
-    projected = sum(r.get("convex_distance") is not None for r in records)
-    print(f"{len(records)} masks, {projected} projected (major-component solidity >= {generator.min_solidity:g})")
-    print(f"wrote {args.out}")
+    projected = [r for r in records if r.get("convex_distance") is not None]
+    print(f"{len(records)} masks, {len(projected)} projected (major-component solidity >= {generator.min_solidity:g})")
+    if args.format is None:
+        args.out.write_text(json.dumps(records, default=float))
+        print(f"wrote {args.out}")
+    else:  # one polygon per projected record: its convex polygon, exact for its mask
+        polygons = [np.reshape(r["segmentation"][0], (-1, 2)) for r in projected]
+        masks = outlines.rasterize(polygons, *bgr.shape[:2])
+        scores = [r["predicted_iou"] for r in projected]
+        exports.write(args.out, args.format, masks, args.image, args.label, scores, polygons)
+        print(f"wrote {args.out} ({args.format}, {len(polygons)} polygons; unprojected masks left out)")
     if args.overlay is not None:
         write_image(args.overlay, records_overlay(bgr, records))
         print(f"wrote {args.overlay}")
@@ -247,12 +294,27 @@ def records_overlay(bgr: np.ndarray, records: list[dict]) -> np.ndarray:
     out = bgr.copy()
     colours = np.random.default_rng(0).integers(64, 256, (max(1, len(records)), 3))
     for record, colour in zip(records, colours):
-        mask = rle_to_mask(record["segmentation"])
+        mask = record_mask(record, bgr.shape[:2])
         if record.get("convex_distance") is not None:
             out[mask] = (0.5 * out[mask] + 0.5 * colour).astype(np.uint8)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), 1)
     return out
+
+
+def record_mask(record: dict, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool mask of an AMG record in uncompressed-RLE or coco_polygon form (a
+    projected record's convex polygon exactly; SAM's own outlines filled approximately,
+    for drawing)."""
+    segmentation = record["segmentation"]
+    if isinstance(segmentation, dict):
+        return rle_to_mask(segmentation)
+    polygons = [np.reshape(p, (-1, 2)) for p in segmentation]
+    if record.get("convex_distance") is not None:
+        return outlines.rasterize(polygons, *shape)[0]
+    filled = np.zeros(shape, np.uint8)
+    cv2.fillPoly(filled, [np.round((p - 0.5) * 16).astype(np.int32) for p in polygons], 1, cv2.LINE_8, 4)
+    return filled > 0
 
 
 def write_image(path: Path, array: np.ndarray) -> None:

@@ -26,7 +26,10 @@ along the outline: IoU about 1 - 1 / (object size in px) (docs/polygons.md).
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,17 +41,20 @@ FORMATS = ("coco", "yolo", "labelme", "labelstudio")
 LABELME_VERSION = "5.5.0"  # the labelme file format these dicts follow
 
 
-def polygons_and_masks(masks_or_fit) -> tuple[list[np.ndarray], np.ndarray]:
+def polygons_and_masks(masks_or_fit, polygons=None) -> tuple[list[np.ndarray], np.ndarray]:
     """Polygons ((K, 2) float64 (x, y) each) and (N, H, W) bool numpy masks of a
-    `ConvexFit` or of bool masks ((H, W) or (N, H, W), numpy or torch)."""
+    `ConvexFit` or of bool masks ((H, W) or (N, H, W), numpy or torch). `polygons`, one
+    per mask, are used as the masks' polygons where given (e.g. some of a fit's)."""
     if hasattr(masks_or_fit, "polygons") and hasattr(masks_or_fit, "masks"):
         return masks_or_fit.polygons, masks_or_fit.masks.cpu().numpy()
     masks = masks_or_fit.detach().cpu().numpy() if isinstance(masks_or_fit, torch.Tensor) else np.asarray(masks_or_fit)
-    if masks.dtype != bool or masks.ndim not in (2, 3) or 0 in masks.shape:
-        raise ValueError(
-            f"masks must be a ConvexFit or non-empty (H, W) / (N, H, W) bool masks, got {masks.dtype} {masks.shape}"
-        )
+    if masks.dtype != bool or masks.ndim not in (2, 3) or 0 in masks.shape[-2:]:
+        raise ValueError(f"masks must be a ConvexFit or (H, W) / (N, H, W) bool masks, got {masks.dtype} {masks.shape}")
     masks = masks[None] if masks.ndim == 2 else masks
+    if polygons is not None:
+        if len(polygons) != len(masks):
+            raise ValueError(f"polygons must be one per mask ({len(masks)}), got {len(polygons)}")
+        return [outlines.check_polygon(f"polygons[{i}]", p) for i, p in enumerate(polygons)], masks
     return [outlines.polygon_of_mask(m, f"mask {i}") for i, m in enumerate(masks)], masks
 
 
@@ -70,20 +76,26 @@ def box(mask: np.ndarray) -> list[float]:
 
 
 def to_coco(
-    masks_or_fit, image_id: int = 1, category_id: int | Sequence[int] = 1, first_id: int = 1, scores=None
+    masks_or_fit,
+    image_id: int = 1,
+    category_id: int | Sequence[int] = 1,
+    first_id: int = 1,
+    scores=None,
+    polygons=None,
 ) -> list[dict[str, Any]]:
     """COCO annotations, one per non-empty mask.
 
     Args:
         image_id: the image's id; category_id: one id or one per mask; first_id: id of
             the first annotation (then consecutive); scores: None, or one float per mask
-            (written as "score", as COCO results carry it).
+            (written as "score", as COCO results carry it); polygons: the masks'
+            polygons where known (see `polygons_and_masks`).
     Returns:
         dicts with "id", "image_id", "category_id", "segmentation" ([[x1, y1, ...]], one
         polygon), "bbox" ([x, y, w, h] of the mask's pixels), "area" (pixel count of the
         mask), "iscrowd" (0) [, "score"].
     """
-    polygons, masks = polygons_and_masks(masks_or_fit)
+    polygons, masks = polygons_and_masks(masks_or_fit, polygons)
     categories = per_mask("category_id", category_id, len(masks))
     scores = per_mask("scores", scores, len(masks))
     out = []
@@ -106,28 +118,41 @@ def to_coco(
 
 
 def coco_dataset(
-    images: Sequence[tuple[str, Any]], categories: Sequence[str] = ("object",), category_id=1
+    images: Sequence[tuple[str, Any]],
+    categories: Sequence[str] = ("object",),
+    category_id: int | Sequence[int] = 1,
+    polygons: Sequence | None = None,
 ) -> dict[str, Any]:
-    """A COCO dataset dict (what pycocotools' COCO() loads) from (file_name,
-    masks_or_fit) pairs: "images" (ids 1, 2, ...), "annotations" (`to_coco`, ids
-    consecutive over the images), "categories" (ids 1, 2, ... for `categories`)."""
+    """A COCO dataset dict (what pycocotools' COCO() loads, and CVAT's "COCO 1.0"
+    import) from (file_name, masks_or_fit) pairs: "images" (ids 1, 2, ...),
+    "annotations" (`to_coco`, ids consecutive over the images), "categories" (ids 1, 2,
+    ... for `categories`); `polygons`: per image the masks' polygons, or None."""
     out: dict[str, Any] = {
         "images": [],
         "annotations": [],
         "categories": [{"id": k + 1, "name": name, "supercategory": name} for k, name in enumerate(categories)],
     }
-    for image_id, (file_name, masks_or_fit) in enumerate(images, start=1):
-        _, masks = polygons_and_masks(masks_or_fit)
-        height, width = masks.shape[1:]
+    per_image = per_mask("polygons", polygons, len(images)) if polygons is not None else [None] * len(images)
+    for image_id, ((file_name, masks_or_fit), known) in enumerate(zip(images, per_image), start=1):
+        annotations = to_coco(masks_or_fit, image_id, category_id, len(out["annotations"]) + 1, polygons=known)
+        height, width = image_size(masks_or_fit)
         out["images"].append({"id": image_id, "file_name": str(file_name), "height": height, "width": width})
-        out["annotations"] += to_coco(masks_or_fit, image_id, category_id, first_id=len(out["annotations"]) + 1)
+        out["annotations"] += annotations
     return out
 
 
-def to_yolo(masks_or_fit, class_id: int | Sequence[int] = 0) -> str:
+def image_size(masks_or_fit) -> tuple[int, int]:
+    """(H, W) of a `ConvexFit` or of (H, W) / (N, H, W) masks."""
+    if hasattr(masks_or_fit, "image_size"):
+        return tuple(int(v) for v in masks_or_fit.image_size)
+    shape = np.shape(masks_or_fit)
+    return int(shape[-2]), int(shape[-1])
+
+
+def to_yolo(masks_or_fit, class_id: int | Sequence[int] = 0, polygons=None) -> str:
     """A YOLO segmentation label file: one line "class x1 y1 x2 y2 ..." per non-empty
     mask, coordinates divided by the image width / height (8 decimals)."""
-    polygons, masks = polygons_and_masks(masks_or_fit)
+    polygons, masks = polygons_and_masks(masks_or_fit, polygons)
     height, width = masks.shape[1:]
     lines = []
     for poly, cls in zip(polygons, per_mask("class_id", class_id, len(masks))):
@@ -137,11 +162,11 @@ def to_yolo(masks_or_fit, class_id: int | Sequence[int] = 0) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def to_labelme(masks_or_fit, image_path: str, label: str | Sequence[str] = "object") -> dict[str, Any]:
+def to_labelme(masks_or_fit, image_path: str, label: str | Sequence[str] = "object", polygons=None) -> dict[str, Any]:
     """labelme's JSON for one image: a "polygon" shape per non-empty mask, "imagePath"
     (relative to the JSON file, as labelme writes it), "imageData": None (labelme then
     reads the image from imagePath), "imageHeight", "imageWidth"."""
-    polygons, masks = polygons_and_masks(masks_or_fit)
+    polygons, masks = polygons_and_masks(masks_or_fit, polygons)
     height, width = masks.shape[1:]
     shapes = [
         {
@@ -174,6 +199,7 @@ def to_labelstudio(
     to_name: str = "image",
     scores=None,
     model_version: str = "sam-convex",
+    polygons=None,
 ) -> dict[str, Any]:
     """A Label Studio prediction for one task, as an ML backend's predict() returns it
     (one per task): {"result": [...], "score", "model_version"}. Each result is a
@@ -182,7 +208,7 @@ def to_labelstudio(
     ...] in percent of the image width / height, "polygonlabels": [label], "closed":
     True}; "original_width", "original_height", "image_rotation" (0); "score" where
     scores are given (the prediction's score is their mean, else absent)."""
-    polygons, masks = polygons_and_masks(masks_or_fit)
+    polygons, masks = polygons_and_masks(masks_or_fit, polygons)
     height, width = masks.shape[1:]
     names, scores = per_mask("label", label, len(masks)), per_mask("scores", scores, len(masks))
     result, kept = [], []
@@ -207,3 +233,41 @@ def to_labelstudio(
     if kept:
         prediction["score"] = float(np.mean(kept))
     return prediction
+
+
+def write(
+    path: str | Path,
+    fmt: str,
+    masks_or_fit,
+    image_path: str | Path,
+    label: str = "object",
+    scores=None,
+    polygons=None,
+) -> int:
+    """Write one image's polygons to `path` in format `fmt` (one of FORMATS):
+
+        coco         a COCO dataset (`coco_dataset`) of the one image, category `label`
+        yolo         the label file (`to_yolo`), class 0
+        labelme      labelme's JSON (`to_labelme`), imagePath relative to the file's folder
+        labelstudio  a Label Studio import file: [{"data": {"image": image_path},
+                     "predictions": [`to_labelstudio`]}] (pre-annotations)
+
+    Returns the number of polygons written (empty masks are skipped)."""
+    fmt = validation.choice("format", fmt, FORMATS)
+    path, image_path = Path(path), Path(image_path)
+    if fmt == "coco":
+        data = coco_dataset([(image_path.name, masks_or_fit)], [label], polygons=[polygons])
+        count, text = len(data["annotations"]), json.dumps(data)
+    elif fmt == "yolo":
+        text = to_yolo(masks_or_fit, polygons=polygons)
+        count = text.count("\n")
+    elif fmt == "labelme":
+        relative = os.path.relpath(image_path.resolve(), path.resolve().parent)
+        data = to_labelme(masks_or_fit, relative, label, polygons=polygons)
+        count, text = len(data["shapes"]), json.dumps(data, indent=1)
+    else:
+        prediction = to_labelstudio(masks_or_fit, label, scores=scores, polygons=polygons)
+        count = len(prediction["result"])
+        text = json.dumps([{"data": {"image": str(image_path)}, "predictions": [prediction]}])
+    path.write_text(text)
+    return count

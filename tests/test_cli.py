@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from segment_anything.utils.amg import rle_to_mask
 
 from eval.metrics import iou
 from sam_convex import loading
 from sam_convex.__main__ import main
+from sam_convex.outlines import rasterize
 
 from shapes import hull_gap, textured_scene
 from tiny_sam import tiny_sam
@@ -151,3 +153,77 @@ def test_cli_auto_writes_records_and_overlay(scene_file, tmp_path, monkeypatch, 
     with pytest.raises(SystemExit) as stop:
         main([*argv, "--out", str(tmp_path / "m.png")])
     assert stop.value.code == 2 and ".json" in capsys.readouterr().err
+
+
+def test_cli_writes_polygons_in_every_format(scene_file, tmp_path, capsys):
+    """--format (or the --out suffix) writes the convex mask's polygon; it rasterises
+    back to the mask the PNG output holds, bit for bit."""
+    path, _ = scene_file
+    argv = [str(path), "--point", "115", "85", "--model", "grabcut", "--label", "lesion"]
+    assert main([*argv, "--out", str(tmp_path / "m.png")]) == 0
+    mask = cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED) > 0
+    h, w = mask.shape
+    runs = {"coco": "c.json", "yolo": "y.txt", "labelme": "sub/l.json", "labelstudio": "s.json"}
+    for fmt, name in runs.items():
+        extra = [] if fmt in ("coco", "yolo") else ["--format", fmt]  # coco, yolo: from the suffix
+        assert main([*argv, "--out", str(tmp_path / name), *extra]) == 0
+        assert f"({fmt}, 1 polygon" in capsys.readouterr().out
+    coco = json.loads((tmp_path / "c.json").read_text())
+    assert coco["images"] == [{"id": 1, "file_name": path.name, "height": h, "width": w}]
+    assert coco["categories"][0]["name"] == "lesion"
+    yolo = (tmp_path / "y.txt").read_text().split()
+    labelme = json.loads((tmp_path / "sub" / "l.json").read_text())
+    assert (
+        labelme["imagePath"] == os.path.relpath(path.resolve(), (tmp_path / "sub").resolve())
+        and labelme["shapes"][0]["label"] == "lesion"
+    )
+    (task,) = json.loads((tmp_path / "s.json").read_text())
+    (region,) = task["predictions"][0]["result"]
+    assert task["data"]["image"] == str(path) and region["value"]["polygonlabels"] == ["lesion"]
+    polygons = [
+        np.reshape(coco["annotations"][0]["segmentation"][0], (-1, 2)),
+        np.reshape(np.array(yolo[1:], float), (-1, 2)) * [w, h],
+        np.array(labelme["shapes"][0]["points"]),
+        np.array(region["value"]["points"]) / 100 * [w, h],
+    ]
+    assert yolo[0] == "0"
+    for poly in polygons:
+        np.testing.assert_array_equal(rasterize([poly], h, w)[0], mask)
+
+
+def test_cli_auto_writes_one_polygon_per_projected_record(scene_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(loading.sam_model_registry, "vit_b", lambda: tiny_sam(seed=2))
+    checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(tiny_sam(seed=3).state_dict(), checkpoint)
+    path, _ = scene_file
+    argv = [str(path), "--auto", "--checkpoint", str(checkpoint), "--min-solidity", "0"]
+    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 0
+    records = json.loads((tmp_path / "r.json").read_text())
+    projected = [r for r in records if r["convex_distance"] is not None]
+    assert (
+        main([*argv, "--out", str(tmp_path / "c.json"), "--format", "coco", "--overlay", str(tmp_path / "o.png")]) == 0
+    )
+    anns = json.loads((tmp_path / "c.json").read_text())["annotations"]
+    assert len(anns) == len(projected)
+    for ann, record in zip(anns, projected):
+        poly = np.reshape(ann["segmentation"][0], (-1, 2))
+        mask = rle_to_mask(record["segmentation"])
+        np.testing.assert_array_equal(rasterize([poly], *mask.shape)[0], mask)
+        assert ann["area"] == record["area"]
+
+
+@pytest.mark.parametrize(
+    ("out", "extra", "message"),
+    [
+        ("p.json", ["--format", "yolo"], "writes a .txt"),
+        ("p.txt", ["--format", "labelme"], "writes a .json"),
+        ("p.png", ["--format", "coco"], "writes a .json"),
+        ("p.json", ["--format", "pascal"], "invalid choice"),
+    ],
+)
+def test_cli_polygon_format_errors(scene_file, tmp_path, capsys, out, extra, message):
+    with pytest.raises(SystemExit) as stop:
+        main([str(scene_file[0]), "--point", "5", "5", "--model", "grabcut", "--out", str(tmp_path / out), *extra])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / out).exists()
