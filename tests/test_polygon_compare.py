@@ -1,0 +1,49 @@
+"""python -m eval.polygon_compare: the report, its cache, bad arguments."""
+
+import json
+
+import numpy as np
+import pytest
+
+from eval.polygon_compare import METHODS, labelme_polygon, main, polygons_of
+
+
+def test_report_and_cache(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--limit", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "polygons.json").read_text())
+    assert [row["method"] for row in report["summary"]] == list(METHODS)
+    assert report["meta"]["images"] == 2 and "GrabCut" in report["meta"]["model"]
+    ours = {r["image"]: r for r in report["rows"] if r["method"] == METHODS[0]}
+    assert all(r["convex"] and 3 <= r["vertices"] <= 47 for r in ours.values())
+    assert "| proj_S polygon (ours) |" in (out / "polygons.md").read_text()
+    cached = sorted((out / ".cache" / "polygons").rglob("*.npz"))
+    assert len(cached) == 2
+    before = [p.stat().st_mtime_ns for p in cached]
+    assert main(["--limit", "2", "--out", str(out)]) == 0  # a rerun reads the cache
+    assert [p.stat().st_mtime_ns for p in cached] == before
+    assert json.loads((out / "polygons.json").read_text())["rows"] == report["rows"]
+
+
+def test_methods_on_a_known_mask():
+    yy, xx = np.mgrid[:60, :80]
+    disk = (xx - 40) ** 2 + (yy - 30) ** 2 <= 20**2
+    raw = disk.copy()
+    raw[28:33, 10:70] = True  # a bar through it: not convex
+    found = polygons_of(raw, np.where(raw, 5.0, -5.0).astype(np.float32))
+    assert set(found) == set(METHODS)
+    vertices, mask, convex = found[METHODS[0]]
+    assert 3 <= vertices <= 47
+    assert convex and mask.sum() > disk.sum() * 0.9
+    assert not found["approxPolyDP 1 px"][2]  # the bar makes the tools' polygon non-convex
+    assert (found["convex hull"][1] >= raw).all()  # the hull covers the mask
+    poly = labelme_polygon(raw)
+    assert poly[:, 0].min() >= 9.5 and poly[:, 0].max() <= 69.5  # padding removed: x in pixel indices
+
+
+@pytest.mark.parametrize("argv", [["--limit", "0"], ["--dataset", "nope"], ["--dataset", "folder"]])
+def test_bad_arguments(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
