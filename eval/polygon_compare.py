@@ -21,13 +21,23 @@ polygons' vertex counts and their IoU to the ground truth:
 * convex hull: cv2.convexHull of the largest contour, filled with fillPoly;
 * raw mask: the bitmap itself (no polygon), for reference.
 
+A second table reads the exports back with each format's own reader (`READERS`) on
+ellipses of 50-400 px across, and gives the IoU to the masks they came from: pycocotools
+for COCO (Label Studio's converter turns its percent coordinates into COCO's), ultralytics'
+polygon2mask for YOLO (in a process of its own: it patches PIL on import), PIL as
+labelme's shape_to_mask. A reader that is not installed is reported as such.
+
 Items (raw logits) are cached under <out>/.cache/polygons, so a rerun only reports.
 Writes <out>/polygons.{md,json}.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +54,7 @@ from eval.corruptions.harness import CLEAN, sample_digest, segment
 from eval.corruptions.prompts import make_prompt
 from eval.datasets import DATASETS, Sample, load_dataset
 from eval.metrics import iou
-from sam_convex import ConvexProjector, validation
+from sam_convex import ConvexProjector, exports, validation
 from sam_convex.outlines import rasterize
 from sam_convex.segmenters import choose_segmenter
 
@@ -60,6 +70,28 @@ SIMPLIFIERS = {
 }
 LABELME_TOLERANCE = 0.004  # labelme: of the contour's largest extent (np.ptp(contour, axis=0).max())
 METHODS = ("proj_S polygon (ours)", *SIMPLIFIERS, "labelme (skimage, 0.4% extent)", "convex hull", "raw mask")
+READER_SIZES = (50, 100, 200, 400)  # ellipse widths (px) of the read-back table
+READERS = (
+    "COCO: pycocotools annToMask",
+    "Label Studio: its converter to COCO, then pycocotools",
+    "YOLO: ultralytics polygon2mask",
+    "labelme: shape_to_mask (PIL)",
+)
+LABEL_CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<PolygonLabels name="label" toName="image"><Label value="object"/></PolygonLabels></View>'
+)
+# ultralytics reads a YOLO label file with its own parser and fills each polygon.
+ULTRALYTICS_READER = """
+import sys
+import numpy as np
+from ultralytics.data.utils import polygon2mask, verify_image_label
+image, label, out = sys.argv[1:]
+_, lb, shape, segments, _, _, nf, _, nc, msg = verify_image_label((image, label, "", False, 3, 0, 0, False))
+assert (nf, nc) == (1, 0), msg
+h, w = shape
+np.save(out, np.stack([polygon2mask((h, w), [s * [w, h]]).astype(bool) for s in segments]))
+"""
 
 
 def largest_contour(mask: np.ndarray) -> np.ndarray | None:
@@ -126,6 +158,57 @@ def polygons_of(raw: np.ndarray, logits: np.ndarray) -> dict[str, tuple[int | No
     return out
 
 
+def read_back(size: tuple[int, int] = (480, 640)) -> dict[str, list[float | None]]:
+    """IoU of each reader's mask to ours, per ellipse width in READER_SIZES (None where
+    the reader is not installed)."""
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    c, s = np.cos(0.5), np.sin(0.5)
+    u, v = (xx - w / 2) * c + (yy - h / 2) * s, -(xx - w / 2) * s + (yy - h / 2) * c
+    targets = np.stack([(u / (d / 2)) ** 2 + (v / (0.375 * d)) ** 2 <= 1 for d in READER_SIZES])
+    fit = ConvexProjector(threads=1).fit(targets)
+    masks = fit.masks.numpy()
+    out: dict[str, list[float | None]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            from pycocotools.coco import COCO
+
+            (Path(tmp) / "c.json").write_text(json.dumps(exports.coco_dataset([("x.png", fit)])))
+            coco = COCO(str(Path(tmp) / "c.json"))
+            anns = coco.loadAnns(coco.getAnnIds())
+            out[READERS[0]] = [iou(coco.annToMask(a).astype(bool), m) for a, m in zip(anns, masks)]
+        except ImportError:
+            out[READERS[0]] = [None] * len(masks)
+        cv2.imwrite(str(Path(tmp) / "x.png"), np.zeros((h, w, 3), np.uint8))
+        out[READERS[1]] = label_studio_read_back(fit, Path(tmp))
+        (Path(tmp) / "x.txt").write_text(exports.to_yolo(fit))
+        env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": tmp}
+        args = [sys.executable, "-c", ULTRALYTICS_READER, *(str(Path(tmp) / n) for n in ("x.png", "x.txt", "y.npy"))]
+        done = subprocess.run(args, capture_output=True, env=env, timeout=600)
+        read = np.load(Path(tmp) / "y.npy") if done.returncode == 0 else None
+        out[READERS[2]] = [None] * len(masks) if read is None else [iou(a, m) for a, m in zip(read, masks)]
+    shapes = exports.to_labelme(fit, "x.png")["shapes"]
+    out[READERS[3]] = [iou(fill_pil(np.array(sh["points"]), (h, w)), m) for sh, m in zip(shapes, masks)]
+    return out
+
+
+def label_studio_read_back(fit, tmp: Path) -> list[float | None]:
+    """IoU per mask of Label Studio's own export to COCO (label-studio-converter) of
+    our prediction, read by pycocotools; None each where either is not installed."""
+    try:
+        from label_studio_converter import Converter
+        from pycocotools.coco import COCO
+    except ImportError:
+        return [None] * fit.masks.shape[0]
+    result = exports.to_labelstudio(fit)["result"]
+    tasks = [{"id": 1, "data": {"image": str(tmp / "x.png")}, "annotations": [{"id": 1, "result": result}]}]
+    (tmp / "tasks.json").write_text(json.dumps(tasks))
+    Converter(LABEL_CONFIG, str(tmp)).convert_to_coco(str(tmp / "tasks.json"), str(tmp / "ls"), is_dir=False)
+    coco = COCO(str(tmp / "ls" / "result.json"))
+    anns = coco.loadAnns(coco.getAnnIds())
+    return [iou(coco.annToMask(a).astype(bool), m) for a, m in zip(anns, fit.masks.numpy())]
+
+
 def raw_logits(sample: Sample, segmenter, seed: int, cache: Path) -> np.ndarray:
     """The segmenter's (H, W) float32 logits on the clean image, cached."""
     path = cache / f"{sample.name}-{sample_digest(sample)}.npz"
@@ -163,6 +246,7 @@ def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, 
                 }
             )
     summary = summarise(rows)
+    readers = read_back()
     meta = {
         "command": command,
         "model": segmenter.description,
@@ -177,8 +261,9 @@ def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, 
         "machine": runs.machine(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    runs.write_json(Path(out) / "polygons.json", {"meta": meta, "summary": summary, "rows": rows})
-    (Path(out) / "polygons.md").write_text(markdown(meta, summary))
+    report = {"meta": meta, "summary": summary, "readers": readers, "reader_sizes": READER_SIZES, "rows": rows}
+    runs.write_json(Path(out) / "polygons.json", report)
+    (Path(out) / "polygons.md").write_text(markdown(meta, summary, readers))
     return summary
 
 
@@ -205,7 +290,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(meta: dict, summary: list[dict]) -> str:
+def markdown(meta: dict, summary: list[dict], readers: dict[str, list[float | None]]) -> str:
     def num(v, fmt):
         return "–" if v is None else format(v, fmt)
 
@@ -232,6 +317,19 @@ def markdown(meta: dict, summary: list[dict]) -> str:
             f"{num(row['median_vertices'], '.0f')} | {num(row['mean_vertices'], '.1f')} | "
             f"{num(row['max_vertices'], 'd')} | {row['convex_share']:.0%} |"
         )
+    lines += [
+        "",
+        "## Our polygons read back by each format's reader",
+        "",
+        "IoU of the reader's mask to the projected mask, ellipses (width x 0.75 width, tilted) in a 640x480 image. "
+        "OpenCV and PIL fill with pixel centres at integer coordinates and include the outline, about half a "
+        "pixel off the pixel-centre rule along it.",
+        "",
+        "| reader | " + " | ".join(f"{d} px" for d in READER_SIZES) + " |",
+        "|---|" + "---|" * len(READER_SIZES),
+    ]
+    for reader, values in readers.items():
+        lines.append(f"| {reader} | " + " | ".join("not installed" if v is None else f"{v:.4f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
 
 

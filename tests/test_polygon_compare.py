@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.polygon_compare import METHODS, labelme_polygon, main, polygons_of
+from eval.polygon_compare import METHODS, READERS, labelme_polygon, main, polygons_of
 
 
 def test_report_and_cache(tmp_path, capsys):
@@ -17,6 +17,10 @@ def test_report_and_cache(tmp_path, capsys):
     ours = {r["image"]: r for r in report["rows"] if r["method"] == METHODS[0]}
     assert all(r["convex"] and 3 <= r["vertices"] <= 47 for r in ours.values())
     assert "| proj_S polygon (ours) |" in (out / "polygons.md").read_text()
+    # Every reader installed by the dev extra reads our exports back (0.97: OpenCV's and
+    # PIL's fills are half a pixel off the pixel-centre rule on a 50 px ellipse).
+    assert list(report["readers"]) == list(READERS)
+    assert all(v >= 0.97 for values in report["readers"].values() for v in values)
     cached = sorted((out / ".cache" / "polygons").rglob("*.npz"))
     assert len(cached) == 2
     before = [p.stat().st_mtime_ns for p in cached]
