@@ -209,19 +209,20 @@ def label_studio_read_back(fit, tmp: Path) -> list[float | None]:
     return [iou(coco.annToMask(a).astype(bool), m) for a, m in zip(anns, fit.masks.numpy())]
 
 
-def raw_logits(sample: Sample, segmenter, seed: int, cache: Path) -> np.ndarray:
-    """The segmenter's (H, W) float32 logits on the clean image, cached."""
+def raw_logits(sample: Sample, segmenter, seed: int, cache: Path) -> tuple[np.ndarray, bool]:
+    """The segmenter's (H, W) float32 logits on the clean image, cached; and whether
+    they were computed (not read from the cache)."""
     path = cache / f"{sample.name}-{sample_digest(sample)}.npz"
     if path.is_file():
         try:
-            return runs.read_npz(path, ("logits",))["logits"]
+            return runs.read_npz(path, ("logits",))["logits"], False
         except ValueError as err:
             runs.warn_damaged(path, err)
     runs.clear_damaged(path)
     prompt = make_prompt(sample, PROMPT, NUM_POINTS)
     logits, _, _ = segment(sample, sample.image, CLEAN, seed, segmenter, prompt, ConvexProjector(threads=1))
     runs.write_npz(path, {"logits": logits})
-    return logits
+    return logits, True
 
 
 def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, command: str) -> dict:
@@ -232,9 +233,10 @@ def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, 
     name = f"{dataset}-{segmenter.kind}-seed{seed}"
     digest = runs.key(CACHE_VERSION, sam_convex.__version__, dataset, str(data), segmenter.kind, PROMPT, seed)
     cache = Path(out) / ".cache" / "polygons" / f"{name}-{digest}"
-    rows = []
+    rows, computed = [], 0
     for sample in tqdm(samples, desc="polygons", unit="image"):
-        logits = raw_logits(sample, segmenter, seed, cache)
+        logits, fresh = raw_logits(sample, segmenter, seed, cache)
+        computed += fresh
         for method, (vertices, mask, convex) in polygons_of(logits > 0, logits).items():
             rows.append(
                 {
@@ -260,6 +262,7 @@ def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, 
         "versions": runs.versions(),
         "machine": runs.machine(),
         "wall_s": round(time.perf_counter() - started, 1),
+        "segmented": f"{computed} images segmented in this run, {len(samples) - computed} read from the cache",
     }
     report = {"meta": meta, "summary": summary, "readers": readers, "reader_sizes": READER_SIZES, "rows": rows}
     runs.write_json(Path(out) / "polygons.json", report)
@@ -303,7 +306,7 @@ def markdown(meta: dict, summary: list[dict], readers: dict[str, list[float | No
         f"seed {meta['seed']}  ",
         f"Projector: `{meta['projector']}`  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}  ",
-        f"Machine: {meta['machine']}; wall time {meta['wall_s']} s",
+        f"Machine: {meta['machine']}; wall time {meta['wall_s']} s ({meta['segmented']})",
         "",
         "Each polygon is filled the way its tool fills it and scored against the ground truth; the raw mask "
         "row is the bitmap the polygons are made from.",
