@@ -121,21 +121,18 @@ def _fill(mask: np.ndarray, poly: np.ndarray) -> None:
     blocked = ((ey == 0) & (rhs < 0)).any(1)
     tol = 1e-9 * (1.0 + float(np.abs(poly).max()))
     # Columns whose centres c + 0.5 lie in [lo + tol, hi - tol] are inside for sure; the
-    # ones within tol of an end are tested with the rule.
-    sure_lo = np.clip(np.ceil(lo + tol - 0.5), 0, width)
-    sure_hi = np.clip(np.floor(hi - tol - 0.5), -1, width - 1)
-    any_lo = np.clip(np.ceil(lo - tol - 0.5), 0, width)
-    any_hi = np.clip(np.floor(hi + tol - 0.5), -1, width - 1)
-    rows, cols = [], []
-    for k in np.flatnonzero(~blocked):
-        a, b = int(sure_lo[k]), int(sure_hi[k])
-        if a <= b:
-            mask[r0 + k, a : b + 1] = True
-        unsure = [c for c in range(int(any_lo[k]), int(any_hi[k]) + 1) if not a <= c <= b]
-        rows += [r0 + k] * len(unsure)
-        cols += unsure
-    if rows:
-        rr, cc = np.array(rows), np.array(cols)
+    # at most one column within tol of each end is tested with the rule.
+    sure_lo = np.ceil(lo + tol - 0.5)
+    sure_hi = np.floor(hi - tol - 0.5)
+    cols = np.arange(width)
+    mask[r0:r1] = (cols[None] >= sure_lo[:, None]) & (cols[None] <= sure_hi[:, None]) & ~blocked[:, None]
+    rows = np.arange(r0, r1)
+    unsure_lo, unsure_hi = np.ceil(lo - tol - 0.5), np.floor(hi + tol - 0.5)
+    cand_r, cand_c = np.concatenate([rows, rows]), np.concatenate([unsure_lo, unsure_hi])
+    keep = np.concatenate([unsure_lo < sure_lo, unsure_hi > sure_hi])
+    keep &= np.tile(~blocked & (unsure_lo <= unsure_hi), 2) & (cand_c >= 0) & (cand_c < width)
+    if keep.any():
+        rr, cc = cand_r[keep], cand_c[keep].astype(np.int64)
         mask[rr, cc] = _inside(poly, cc + 0.5, rr + 0.5)
 
 

@@ -2,6 +2,7 @@
 
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -134,3 +135,27 @@ def test_rasterize_rejects_bad_polygons():
         rasterize([np.array([[0, 0], [1, 1]], float)], 8, 8)
     with pytest.raises(ValueError, match=r"\(K, 2\)"):
         rasterize([np.zeros((4, 3))], 8, 8)
+
+
+def test_rasterize_is_the_pixel_centre_rule():
+    """Against the rule evaluated at every pixel centre (closed polygon: centres on an
+    edge are in), for random convex polygons, scales and image sizes."""
+    rng = np.random.default_rng(5)
+    square = np.array([[0.5, 0.5], [3.5, 0.5], [3.5, 3.5], [0.5, 3.5]])  # every edge through centres
+    assert np.array_equal(np.argwhere(rasterize([square], 6, 6)[0]), np.argwhere(np.pad(np.ones((4, 4)), (0, 2))))
+    for _ in range(30):
+        h, w = rng.integers(5, 60, 2)
+        ang = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 12)))
+        poly = np.stack([w / 2 + rng.uniform(1, w) * np.cos(ang), h / 2 + rng.uniform(1, h) * np.sin(ang)], 1)
+        poly = np.round(poly * 2) / 2  # half-pixel vertices put many centres exactly on edges
+        hull = poly[np.unique(cv2.convexHull(poly.astype(np.float32), returnPoints=False).ravel())]
+        hull = hull[np.argsort(np.arctan2(hull[:, 1] - hull[:, 1].mean(), hull[:, 0] - hull[:, 0].mean()))]
+        if len(hull) < 3 or signed_area(hull) <= 0:
+            continue
+        scale = rng.uniform(0.5, 2)
+        yy, xx = np.mgrid[:h, :w] + 0.5
+        edges = np.roll(hull * scale, -1, axis=0) - hull * scale
+        cross = edges[:, 0, None, None] * (yy - hull[:, 1, None, None] * scale) - edges[:, 1, None, None] * (
+            xx - hull[:, 0, None, None] * scale
+        )
+        assert np.array_equal(rasterize([hull], h, w, scale=scale)[0], (cross >= 0).all(0))
