@@ -25,6 +25,9 @@ every mask of a fit, a polygon that this rule turns back into the mask bit for b
 Every returned polygon is checked by rasterising it; a mask that is not lattice-convex
 (float rounding at a sublevel set's boundary can do that) gets its hull's polygon with a
 `PolygonWarning` that says how many pixels it adds.
+
+`contours` outlines masks that need not be convex (SAM's own masks in the automatic
+generators' "coco_polygon" output): approximate, holes left out, not for `rasterize`.
 """
 
 from __future__ import annotations
