@@ -3,8 +3,9 @@
 Annotation tools that run SAM turn its mask into a polygon themselves: the mask's
 largest outer contour, simplified by Douglas-Peucker. This command compares, on the
 benchmark's raw masks (the embedded scenes' GrabCut masks from the corruption
-benchmark's prompts: 3 positive and 3 negative points per image, clean images), the
-polygons' vertex counts and their IoU to the ground truth:
+benchmark's prompts: 3 positive and 3 negative points per image; clean images, and
+with `--corruptions` also the corrupted ones at `--severity`, as that benchmark makes
+them), the polygons' vertex counts and their IoU to the ground truth:
 
 * proj_S polygon: `ConvexFit.polygons` of `ConvexProjector()` fitted to the raw
   logits (what `python -m sam_convex ... --format` writes); exact for its mask;
@@ -50,7 +51,8 @@ from tqdm import tqdm
 
 import sam_convex
 from eval import runs
-from eval.corruptions.harness import CLEAN, sample_digest, segment
+from eval.corruptions.corrupt import corruption_names
+from eval.corruptions.harness import CLEAN, condition_image, sample_digest, segment
 from eval.corruptions.prompts import make_prompt
 from eval.datasets import DATASETS, Sample, load_dataset
 from eval.metrics import iou
@@ -209,10 +211,14 @@ def label_studio_read_back(fit, tmp: Path) -> list[float | None]:
     return [iou(coco.annToMask(a).astype(bool), m) for a, m in zip(anns, fit.masks.numpy())]
 
 
-def raw_logits(sample: Sample, segmenter, seed: int, cache: Path) -> tuple[np.ndarray, bool]:
-    """The segmenter's (H, W) float32 logits on the clean image, cached; and whether
-    they were computed (not read from the cache)."""
-    path = cache / f"{sample.name}-{sample_digest(sample)}.npz"
+def raw_logits(
+    sample: Sample, condition: str, severity: int, segmenter, seed: int, cache: Path
+) -> tuple[np.ndarray, bool]:
+    """The segmenter's (H, W) float32 logits on the image under `condition` (as the
+    corruption benchmark makes it), cached; and whether they were computed (not read
+    from the cache)."""
+    tag = CLEAN if condition == CLEAN else f"{condition}-s{severity}"
+    path = cache / f"{sample.name}-{tag}-{sample_digest(sample)}.npz"
     if path.is_file():
         try:
             return runs.read_npz(path, ("logits",))["logits"], False
@@ -220,27 +226,40 @@ def raw_logits(sample: Sample, segmenter, seed: int, cache: Path) -> tuple[np.nd
             runs.warn_damaged(path, err)
     runs.clear_damaged(path)
     prompt = make_prompt(sample, PROMPT, NUM_POINTS)
-    logits, _, _ = segment(sample, sample.image, CLEAN, seed, segmenter, prompt, ConvexProjector(threads=1))
+    image = condition_image(sample, condition, severity, seed)
+    logits, _, _ = segment(sample, image, condition, seed, segmenter, prompt, ConvexProjector(threads=1))
     runs.write_npz(path, {"logits": logits})
     return logits, True
 
 
-def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, command: str) -> dict:
-    """Compare on every sample; write <out>/polygons.{md,json}; return the summary."""
+def run(
+    dataset: str,
+    data: str | None,
+    limit: int | None,
+    seed: int,
+    out: str,
+    command: str,
+    corruptions: tuple[str, ...] = (),
+    severity: int = 5,
+) -> dict:
+    """Compare on every sample (clean, and under each corruption at `severity`); write
+    <out>/polygons.{md,json}; return the summary."""
     started = time.perf_counter()
     samples = load_dataset(dataset, data, limit=limit, seed=seed)
     segmenter = choose_segmenter("grabcut")
     name = f"{dataset}-{segmenter.kind}-seed{seed}"
     digest = runs.key(CACHE_VERSION, sam_convex.__version__, dataset, str(data), segmenter.kind, PROMPT, seed)
     cache = Path(out) / ".cache" / "polygons" / f"{name}-{digest}"
+    items = [(sample, condition) for condition in (CLEAN, *corruptions) for sample in samples]
     rows, computed = [], 0
-    for sample in tqdm(samples, desc="polygons", unit="image"):
-        logits, fresh = raw_logits(sample, segmenter, seed, cache)
+    for sample, condition in tqdm(items, desc="polygons", unit="item"):
+        logits, fresh = raw_logits(sample, condition, severity, segmenter, seed, cache)
         computed += fresh
         for method, (vertices, mask, convex) in polygons_of(logits > 0, logits).items():
             rows.append(
                 {
                     "image": sample.name,
+                    "condition": condition,
                     "method": method,
                     "vertices": vertices,
                     "convex": convex,
@@ -248,6 +267,7 @@ def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, 
                 }
             )
     summary = summarise(rows)
+    by_condition = {c: summarise([r for r in rows if r["condition"] == c]) for c in (CLEAN, *corruptions)}
     readers = read_back()
     meta = {
         "command": command,
@@ -255,25 +275,33 @@ def run(dataset: str, data: str | None, limit: int | None, seed: int, out: str, 
         "checkpoint": segmenter.checkpoint,
         "dataset": dataset if data is None else f"{dataset} ({data})",
         "images": len(samples),
-        "condition": "clean (severity 0)",
+        "conditions": ", ".join([CLEAN, *(f"{c} (severity {severity})" for c in corruptions)]),
+        "items": len(items),
         "prompt": f"{PROMPT}, {NUM_POINTS} per class",
         "seed": seed,
         "projector": repr(ConvexProjector(threads=1)),
         "versions": runs.versions(),
         "machine": runs.machine(),
         "wall_s": round(time.perf_counter() - started, 1),
-        "segmented": f"{computed} images segmented in this run, {len(samples) - computed} read from the cache",
+        "segmented": f"{computed} items segmented in this run, {len(items) - computed} read from the cache",
     }
-    report = {"meta": meta, "summary": summary, "readers": readers, "reader_sizes": READER_SIZES, "rows": rows}
+    report = {
+        "meta": meta,
+        "summary": summary,
+        "by_condition": by_condition,
+        "readers": readers,
+        "reader_sizes": READER_SIZES,
+        "rows": rows,
+    }
     runs.write_json(Path(out) / "polygons.json", report)
-    (Path(out) / "polygons.md").write_text(markdown(meta, summary, readers))
+    (Path(out) / "polygons.md").write_text(markdown(meta, summary, by_condition, readers))
     return summary
 
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Per method: mean IoU to the ground truth, median and mean vertices, share of
     convex polygons, and the mean IoU difference to the raw mask."""
-    raw = {r["image"]: r["iou"] for r in rows if r["method"] == "raw mask"}
+    raw = {(r["image"], r["condition"]): r["iou"] for r in rows if r["method"] == "raw mask"}
     out = []
     for method in METHODS:
         mine = [r for r in rows if r["method"] == method]
@@ -283,7 +311,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             {
                 "method": method,
                 "mean_iou": float(ious.mean()),
-                "delta_vs_raw": float(np.mean([r["iou"] - raw[r["image"]] for r in mine])),
+                "delta_vs_raw": float(np.mean([r["iou"] - raw[r["image"], r["condition"]] for r in mine])),
                 "median_vertices": float(np.median(vertices)) if vertices.size else None,
                 "mean_vertices": float(vertices.mean()) if vertices.size else None,
                 "max_vertices": int(vertices.max()) if vertices.size else None,
@@ -293,7 +321,9 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(meta: dict, summary: list[dict], readers: dict[str, list[float | None]]) -> str:
+def markdown(
+    meta: dict, summary: list[dict], by_condition: dict[str, list[dict]], readers: dict[str, list[float | None]]
+) -> str:
     def num(v, fmt):
         return "–" if v is None else format(v, fmt)
 
@@ -302,8 +332,8 @@ def markdown(meta: dict, summary: list[dict], readers: dict[str, list[float | No
         "",
         f"Command: `{meta['command']}`  ",
         f"Model: {meta['model']}; checkpoint: {meta['checkpoint']}  ",
-        f"Dataset: {meta['dataset']}, {meta['images']} images, {meta['condition']}; prompt: {meta['prompt']}; "
-        f"seed {meta['seed']}  ",
+        f"Dataset: {meta['dataset']}, {meta['images']} images; conditions: {meta['conditions']} "
+        f"({meta['items']} items); prompt: {meta['prompt']}; seed {meta['seed']}  ",
         f"Projector: `{meta['projector']}`  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}  ",
         f"Machine: {meta['machine']}; wall time {meta['wall_s']} s ({meta['segmented']})",
@@ -320,6 +350,18 @@ def markdown(meta: dict, summary: list[dict], readers: dict[str, list[float | No
             f"{num(row['median_vertices'], '.0f')} | {num(row['mean_vertices'], '.1f')} | "
             f"{num(row['max_vertices'], 'd')} | {row['convex_share']:.0%} |"
         )
+    if len(by_condition) > 1:
+        conditions = list(by_condition)
+        lines += [
+            "",
+            "## Mean IoU to GT per condition",
+            "",
+            "| polygon | " + " | ".join(conditions) + " |",
+            "|---|" + "---|" * len(conditions),
+        ]
+        for k, method in enumerate(METHODS):
+            values = " | ".join(f"{by_condition[c][k]['mean_iou']:.4f}" for c in conditions)
+            lines.append(f"| {method} | {values} |")
     lines += [
         "",
         "## Our polygons read back by each format's reader",
@@ -341,6 +383,14 @@ def build_parser() -> validation.CommandLineParser:
     parser.add_argument("--dataset", choices=DATASETS, default="scenes", help="benchmark (default: %(default)s)")
     parser.add_argument("--data", default=None, metavar="ROOT", help="dataset root (convexitydb, folder)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
+    parser.add_argument(
+        "--corruptions",
+        default=None,
+        metavar="SET|NAMES",
+        help="also the images under these corruptions (a set such as paper, or comma-separated names; "
+        "default: clean images only)",
+    )
+    parser.add_argument("--severity", type=int, default=5, help="corruption severity 1..5 (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--out", default="reports", metavar="DIR", help="output directory (default reports/)")
     return parser
@@ -352,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
+    if not 1 <= args.severity <= 5:
+        parser.error(f"--severity must be 1..5, got {args.severity}")
     try:
+        corruptions = corruption_names(args.corruptions) if args.corruptions is not None else ()
         runs.check_writable(args.out)
         summary = run(
             args.dataset,
@@ -361,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.out,
             " ".join(["python -m eval.polygon_compare", *argv]),
+            corruptions,
+            args.severity,
         )
     except (OSError, ValueError) as err:
         parser.fail(err)

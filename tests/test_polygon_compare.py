@@ -29,6 +29,16 @@ def test_report_and_cache(tmp_path, capsys):
     assert json.loads((out / "polygons.json").read_text())["rows"] == report["rows"]
 
 
+def test_corrupted_items(tmp_path):
+    out = tmp_path / "out"
+    assert main(["--limit", "1", "--corruptions", "contrast", "--severity", "3", "--out", str(out)]) == 0
+    report = json.loads((out / "polygons.json").read_text())
+    assert list(report["by_condition"]) == ["clean", "contrast"]
+    assert {r["condition"] for r in report["rows"]} == {"clean", "contrast"}
+    assert "## Mean IoU to GT per condition" in (out / "polygons.md").read_text()
+    assert "contrast (severity 3)" in report["meta"]["conditions"]
+
+
 def test_methods_on_a_known_mask():
     yy, xx = np.mgrid[:60, :80]
     disk = (xx - 40) ** 2 + (yy - 30) ** 2 <= 20**2
@@ -45,7 +55,10 @@ def test_methods_on_a_known_mask():
     assert poly[:, 0].min() >= 9.5 and poly[:, 0].max() <= 69.5  # padding removed: x in pixel indices
 
 
-@pytest.mark.parametrize("argv", [["--limit", "0"], ["--dataset", "nope"], ["--dataset", "folder"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--limit", "0"], ["--dataset", "nope"], ["--dataset", "folder"], ["--corruptions", "nope"], ["--severity", "6"]],
+)
 def test_bad_arguments(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as stop:
         main([*argv, "--out", str(tmp_path)])
