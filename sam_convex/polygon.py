@@ -24,26 +24,31 @@ The fit, per mask (float64 numpy, no randomness, so a batched call is N single c
   1. Window: the bounding box of {p > 0.5} (exact: every pixel outside it has w >= 0, so
      intersecting a convex set with the box never makes F worse). Below, coordinates
      are window-local pixels with the origin at the window's centre.
-  2. Start: the convex hull of the largest component of {p > 0.5} (its outer contour
+  2. Start (F measured exactly, per row span, from here on): the convex hull of the
+     largest component of {p > 0.5} (its outer contour
      enclosing the most area), joined by the next largest components while their joint
      hull lowers F (an object split by an occluder is covered whole, a far island is
-     not), circumscribed by `edges` half-planes at uniformly spaced normal angles, pixel
-     centres grown by `grow` px so that lines and single pixels have area.
+     not), circumscribed by `edges` half-planes along the hull's own sides (longest
+     first; the whole hull when it has at most `edges` sides, so a convex input starts
+     as itself) and at uniformly spaced angles in the gaps, those grown by `grow` px so
+     that lines and single pixels have area.
      When that start, after the cuts below, captures less than 90% of what any set could
      (F(fg)), starts from {p > 0.5} opened by disks are tried too and the best is kept:
      the opening cuts thin bridges glued to the object (an occluder, a streak).
   3. Cuts (global moves, which remove bites): on a lattice of block sums of w, the best
      single half-plane cut of the polygon over `cut_angles` directions and all offsets
-     (exact on the lattice: one histogram per direction) is added while it lowers F by
-     more than `min_cut_gain` x |F(start)|, at most `max_cuts` times.
+     (one histogram per direction) is proposed, and added while it lowers the exact F
+     by more than `min_cut_gain` x |F(start)|, at most `max_cuts` times.
   4. Polish: exact block-coordinate descent on F at full resolution, on the pixels near
      the boundary: every edge takes the best of a few rotations about its centre times
      every offset within `radius` px, given the other edges (one histogram of projected
      w per rotation and edge). All edges move at once; if that makes F worse, they move
      in 3 colour classes of angular non-neighbours instead. `sweeps` sweeps.
   5. Margins: edges are centred in their pixel gaps (membership unchanged), see above.
-  6. Pocket (`ConvexProjector`): the result is compared with the start and the empty
-     set on the target's own pixels and the best is returned.
+  6. Pocket (`ConvexProjector`): the result is compared, exactly on the target's own
+     pixels, with the start, the convex hull of {p > 0.5}, the hull of its largest
+     component and the empty set, and the best is returned (`CANDIDATES`): the fit is
+     never worse than any of them.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ GROW = 0.25  # start: pixel centres grown by this many px ...
 HULL_GROW = 1e-3  # ... and by this much along the hull's own sides
 CUT_ANGLES = 64  # directions tried by the cut search
 CUT_GRID = 64  # lattice (blocks per side) of the cut search
+CANDIDATES = ("fit", "start", "empty", "hull", "largest_hull")  # the pocket's choices, by index
 MIN_CUT_GAIN = 1e-3  # relative to |F(start)|
 MAX_PARTS = 16  # start: the largest components considered for a joint hull
 OPEN_BELOW = 0.9  # start: try opened masks when the first start captures less of F(fg)
@@ -84,13 +90,15 @@ class Polygon:
 @dataclass
 class PolygonFit:
     """One target's result: kind "empty" (nothing above 0.5), "full" (everything above
-    0.5) or "polygon"; the window as pixel rows r0:r1, cols c0:c1; the fitted polygon
-    and the start's (th, h, centre) for kind "polygon"."""
+    0.5) or "polygon"; the window as pixel rows r0:r1, cols c0:c1; for kind "polygon"
+    the fitted polygon, the start's (th, h, centre) and the pocket's candidates
+    {name: (th, h)} (`CANDIDATES`), in window-local px."""
 
     kind: str
     window: tuple[int, int, int, int]
     polygon: Polygon | None = None
     start: tuple | None = None
+    candidates: dict | None = None
 
 
 # --------------------------------------------------------------------------- geometry
@@ -107,10 +115,14 @@ def inside(x: np.ndarray, y: np.ndarray, th: np.ndarray, h: np.ndarray) -> np.nd
 
 
 def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarray, np.ndarray]:
-    """`edges` half-planes that circumscribe (P, 2) points, grown by `grow` px (so that
-    lines and single pixels have area): the normals of the longest edges of the points'
-    convex hull (up to half of them: a thin line or a polygonal object starts exactly
-    along its sides), the rest at uniformly spaced angles.
+    """`edges` half-planes that circumscribe (P, 2) points: the outward normals of the
+    points' convex hull's own sides, longest first (all of them when the hull has at
+    most `edges` sides: the start is then the hull itself, so a convex input, a thin
+    line or bar included, starts exactly as itself), the rest at uniformly spaced
+    angles in the largest gaps between those.
+
+    Along the hull's own sides the half-planes are grown by a hair (HULL_GROW px); the
+    uniform ones by `grow` px (so that lines and single pixels have area).
 
     Returns:
         (th (edges,), h (edges,)) float64, sorted by angle.
@@ -118,13 +130,22 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     sides = np.roll(hull, -1, axis=0) - hull
     lengths = np.hypot(sides[:, 0], sides[:, 1])
-    # Only a hull of few sides (a line, a small or polygonal shape) lends its own
-    # directions; a rounded hull has many short sides and starts best from uniform ones.
-    keep = np.flatnonzero(lengths > 0) if hull.shape[0] <= edges // 2 else np.zeros(0, np.int64)
-    # Both orientations' normals: whichever side is outside, its support value says so.
-    own = np.arctan2(sides[keep, 0], -sides[keep, 1])
-    own = np.mod(np.concatenate([own, own + np.pi]), 2 * np.pi)
-    own = np.unique(np.round(own, 12))[: edges // 2]
+    normal = np.arctan2(sides[:, 0], -sides[:, 1])  # one of the two normals of each side
+    mids = hull + sides / 2 - hull.mean(0)
+    facing = np.cos(normal) * mids[:, 0] + np.sin(normal) * mids[:, 1]
+    # The outward normal points away from the hull's centroid; a degenerate hull (a line
+    # segment: the centroid lies on every side) takes both normals of each side.
+    flat = np.abs(facing) <= 1e-9 * (1 + lengths)
+    outward = np.where(facing < 0, normal + np.pi, normal)
+    candidates = np.concatenate([outward[lengths > 0], (normal + np.pi)[flat & (lengths > 0)]])
+    weight = np.concatenate([lengths[lengths > 0], lengths[flat & (lengths > 0)]])
+    candidates = np.mod(candidates, 2 * np.pi)
+    # Trimmed: a hull with more sides than `edges` (a rounded shape, a large digital
+    # polygon) keeps its longest sides and leaves a quarter of the edges to uniform
+    # angles, which bound the gaps between them.
+    room = edges if candidates.size <= edges else edges - edges // 4
+    own = candidates[np.argsort(-weight, kind="stable")[:room]]
+    own = np.unique(np.round(own, 12))
     uniform = 2 * np.pi * np.arange(edges) / edges
     gap = np.abs(np.angle(np.exp(1j * (uniform[:, None] - own[None]))))
     spare = uniform[np.argsort(-gap.min(axis=1, initial=np.pi), kind="stable")[: edges - own.size]]
@@ -140,42 +161,58 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
     return angles[order], ((pts @ normals.T).max(0) + margin)[order]
 
 
-def start_polygon(fg: np.ndarray, edges: int, grow: float, lattice: tuple, max_parts: int = MAX_PARTS):
-    """The start: the hull of the components of an (h, w) bool crop that are worth
-    covering together, circumscribed by `edges` half-planes.
+def outer_contours(fg: np.ndarray) -> list[np.ndarray]:
+    """The outer contours of an (hh, ww) bool crop's components, largest first (by the
+    area the contour encloses: a ring counts its hole; a 1-px-wide contour has area 0,
+    then the point count decides; ties keep OpenCV's order, so the choice is
+    deterministic), as (P, 2) float64 pixel centres in window-local px."""
+    hh, ww = fg.shape
+    contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    sizes = [(cv2.contourArea(c), len(c)) for c in contours]
+    order = sorted(range(len(contours)), key=lambda k: sizes[k], reverse=True)  # stable: ties keep the first
+    return [contours[k].reshape(-1, 2).astype(np.float64) + 0.5 - np.array([ww / 2, hh / 2]) for k in order]
 
-    From the largest component (the outer contour enclosing the most area: a ring counts
-    its hole; ties: the first, so the choice is deterministic; a 1-px-wide contour has
-    area 0, then the point count decides), the next largest components are added one by
+
+def hull_candidates(parts: list[np.ndarray], hull_edges: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The pocket's hull candidates from the `outer_contours` of {p > 0.5}: {"hull":
+    the convex hull of {p > 0.5}, "largest_hull": the hull of its largest component
+    (only when there are several)}, each as the half-planes (th, h) of `support_polygon`
+    with `hull_edges` edges: exactly the hull of the pixel centres when it has at most
+    `hull_edges` sides, else a circumscribed polygon along its longest sides."""
+    found = {"hull": support_polygon(np.concatenate(parts), hull_edges, GROW)}
+    if len(parts) > 1:
+        found["largest_hull"] = support_polygon(parts[0], hull_edges, GROW)
+    return found
+
+
+def start_polygon(parts: list[np.ndarray], edges: int, grow: float, cum: np.ndarray, max_parts: int = MAX_PARTS):
+    """The start: the hull of the components of a bool crop that are worth covering
+    together (`parts`: its `outer_contours`), circumscribed by `edges` half-planes.
+
+    From the largest component (`outer_contours`), the next largest components are added one by
     one while the hull of the union lowers F on the lattice: an object split by an
     occluder is covered whole, a far island or a second object of its own is not. With
     more than `max_parts` components, the hull of all of them is tried last.
 
     Args:
-        lattice: (x, y, sums, f) of `block_lattice`, on which F is measured.
+        cum: `row_sums` of the crop's weights, on which F is measured exactly.
     Returns:
         (th (K,), h (K,), centre (2,)) float64, centre a point inside (the mean contour
         point of the chosen components).
     """
-    hh, ww = fg.shape
-    contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    sizes = [(cv2.contourArea(c), len(c)) for c in contours]
-    order = sorted(range(len(contours)), key=lambda k: sizes[k], reverse=True)  # stable: ties keep the first
-    parts = [contours[k].reshape(-1, 2).astype(np.float64) + 0.5 - np.array([ww / 2, hh / 2]) for k in order]
-    lx, ly, lw, _ = lattice
     pts = parts[0]
     th, h = support_polygon(pts, edges, grow)
-    cost = float(lw[inside(lx, ly, th, h)].sum())
+    cost = polygon_cost(cum, th, h)
     for part in parts[1:max_parts]:
         union = np.concatenate([pts, part])
         th2, h2 = support_polygon(union, edges, grow)
-        cost2 = float(lw[inside(lx, ly, th2, h2)].sum())
+        cost2 = polygon_cost(cum, th2, h2)
         if cost2 < cost:
             pts, th, h, cost = union, th2, h2, cost2
     if len(parts) > max_parts:  # many small pieces (a dotted or speckled object): all of them at once
         union = np.concatenate(parts)
         th2, h2 = support_polygon(union, edges, grow)
-        cost2 = float(lw[inside(lx, ly, th2, h2)].sum())
+        cost2 = polygon_cost(cum, th2, h2)
         if cost2 < cost:
             pts, th, h = union, th2, h2
     return th, h, pts.mean(0)
@@ -297,32 +334,54 @@ def block_lattice(w: np.ndarray, grid: int):
     return xx.ravel(), yy.ravel(), sums.ravel(), f
 
 
-def polygon_cost(w: np.ndarray, th: np.ndarray, h: np.ndarray, centre=None) -> float:
-    """F = the sum of w over the pixel centres of an (hh, ww) crop inside the polygon:
-    an OpenCV fill away from the boundary, the exact half-plane test within 2 px of it."""
-    hh, ww = w.shape
-    v, _ = vertices(th, h, centre)
-    if v is None:
-        yy, xx = np.mgrid[:hh, :ww]
-        return float(w.ravel()[inside(xx.ravel() + 0.5 - ww / 2, yy.ravel() + 0.5 - hh / 2, th, h)].sum())
-    pts = np.round((v + [ww / 2 - 0.5, hh / 2 - 0.5]) * 16).astype(np.int32)
-    fill = np.zeros((hh, ww), np.uint8)
-    cv2.fillConvexPoly(fill, pts, 1, cv2.LINE_8, 4)
-    outline = np.zeros((hh, ww), np.uint8)
-    cv2.polylines(outline, [pts], True, 1, 7, cv2.LINE_8, 4)
-    idx = np.flatnonzero(outline)
-    wf = w.ravel()
-    total = float(wf[fill.ravel() > outline.ravel()].sum())
-    xp, yp = (idx % ww) + 0.5 - ww / 2, (idx // ww) + 0.5 - hh / 2
-    return total + float(wf[idx][inside(xp, yp, th, h)].sum())
+def spans(th: np.ndarray, h: np.ndarray, hh: int, ww: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of an (hh, ww) crop, the columns k_lo..k_hi (int64, (hh,) each; empty
+    where k_lo > k_hi) whose pixel centres lie inside every edge moved in by `shift` px:
+    a convex polygon covers one span of every row."""
+    c, s = np.cos(th), np.sin(th)
+    y = np.arange(hh) + 0.5 - hh / 2
+    bound = (h - shift)[None] - s[None] * y[:, None]  # c x <= bound for every edge
+
+    def limit(sel, reduce, empty):  # the columns' bound on x of the edges in `sel`
+        return reduce(bound[:, sel] / c[sel], axis=1) if sel.any() else np.full(hh, empty)
+
+    lo = limit(c < 0, np.max, -np.inf)
+    hi = limit(c > 0, np.min, np.inf)
+    k_lo = np.clip(np.ceil(lo - 0.5 + ww / 2), 0, ww).astype(np.int64)
+    k_hi = np.clip(np.floor(hi - 0.5 + ww / 2), -1, ww - 1).astype(np.int64)
+    if (c == 0).any():  # an edge along the rows: rows outside it are empty
+        k_hi[(bound[:, c == 0] < 0).any(1)] = -1
+    return k_lo, k_hi
+
+
+def row_sums(w: np.ndarray) -> np.ndarray:
+    """(hh, ww + 1) float64 cumulative sums of an (hh, ww) weight crop along its rows,
+    with a leading 0 column: the sum over columns a..b of row r is c[r, b + 1] - c[r, a]."""
+    out = np.zeros((w.shape[0], w.shape[1] + 1))
+    np.cumsum(w, axis=1, out=out[:, 1:])
+    return out
+
+
+def polygon_cost(cum: np.ndarray, th: np.ndarray, h: np.ndarray) -> float:
+    """F = the sum of w over the pixel centres inside the polygon, exactly, in
+    O(rows x edges): per row, the polygon's span read off the row sums `cum`
+    (`row_sums` of the (hh, ww) crop). Block sums would misprice a thin shape: a block
+    that straddles a 2-px line counts its background as if it were inside."""
+    hh, ww = cum.shape[0], cum.shape[1] - 1
+    k_lo, k_hi = spans(th, h, hh, ww)
+    rows = np.flatnonzero(k_hi >= k_lo)
+    return float((cum[rows, k_hi[rows] + 1] - cum[rows, k_lo[rows]]).sum())
 
 
 # --------------------------------------------------------------------------- moves
 
 
-def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, min_gain: float):
-    """Add the best half-plane cut (exact on the lattice points x, y with summed weights
-    w) while it lowers F by more than `min_gain`. Returns the new (th, h)."""
+def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, min_gain: float, cum: np.ndarray):
+    """Add the best half-plane cut (found on the lattice points x, y with summed weights
+    w) while it lowers F, measured exactly on the pixels (`polygon_cost` on `cum`), by
+    more than `min_gain`. The lattice only proposes: on a thin shape its blocks mix the
+    object with background, and a cut that looks good there can cut the object in two.
+    Returns the new (th, h)."""
     keep = inside(x, y, th, h)
     xi, yi, wi = x[keep], y[keep], w[keep]
     if xi.size == 0 or max_cuts <= 0:
@@ -340,6 +399,7 @@ def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, mi
     # removes points, so later rounds subtract the removed points' contributions.
     hist = np.bincount(flat, np.tile(wi, angles), nb * angles).reshape(angles, nb)
     alive = np.ones(xi.size, bool)
+    cost = polygon_cost(cum, th, h)
     for _ in range(max_cuts):
         gain = np.cumsum(hist, 1)  # F decrease when removing bins 0..k
         k = gain.argmax(1)
@@ -348,7 +408,11 @@ def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, mi
         if best[m] <= min_gain:
             break
         hc = top[m] - (k[m] + 1) * bin_width  # the boundary between bins k and k + 1
-        th, h = np.append(th, ang[m]), np.append(h, hc)
+        th2, h2 = np.append(th, ang[m]), np.append(h, hc)
+        cost2 = polygon_cost(cum, th2, h2)
+        if cost2 > cost - min_gain:
+            break
+        th, h, cost = th2, h2, cost2
         gone = np.flatnonzero(alive & (proj[m] > hc))
         alive[gone] = False
         removed = (idx[:, gone] + nb * np.arange(angles)[:, None]).ravel()
@@ -477,27 +541,54 @@ def centre_edges(xp, yp, th, h, radius: float) -> tuple[np.ndarray, float]:
     return h2, margin
 
 
+def centred(xp, yp, th, h, radius: float) -> Polygon:
+    """The polygon with its edges centred in their pixel gaps (`centre_edges`, on band
+    pixels xp, yp that hold every pixel next to an edge) and eps a quarter of the
+    smallest margin: {G <= 0} of its ICNN keeps the same pixel centres, and a rendering
+    at another resolution puts the boundary half-way between kept and cut pixels."""
+    h, margin = centre_edges(xp, yp, th, h, radius)
+    return Polygon(th, h, float(np.clip(margin / 4, 1e-6, 1e-2)))
+
+
+def centred_candidate(th: np.ndarray, h: np.ndarray, hh: int, ww: int, radius: float) -> Polygon:
+    """`centred` for a polygon of an (hh, ww) crop that has no band yet (a pocket
+    candidate)."""
+    idx, _ = band(hh, ww, th, h, radius + 0.5)
+    return centred((idx % ww) + 0.5 - ww / 2, (idx // ww) + 0.5 - hh / 2, th, h, radius)
+
+
 # --------------------------------------------------------------------------- the fit
 
 
-def cut_start(fg: np.ndarray, lattice: tuple, edges: int, max_cuts: int) -> tuple[float, np.ndarray, np.ndarray, tuple]:
-    """Start polygon of `fg` (`start_polygon`), then the greedy cuts; returns (F of the
-    cut polygon on the lattice, th, h, the start (th, h, centre))."""
+def cut_start(parts: list[np.ndarray], lattice: tuple, cum: np.ndarray, edges: int, max_cuts: int):
+    """Start polygon of a crop's `outer_contours` (`start_polygon`), then the greedy
+    cuts; returns (exact F of the cut polygon, th, h, the start (th, h, centre))."""
     lx, ly, lw, block = lattice
-    th, h, centre = start_polygon(fg, edges, GROW, lattice)
-    f_start = float(lw[inside(lx, ly, th, h)].sum())
-    cut_th, cut_h = greedy_cuts(lx, ly, lw, th, h, CUT_ANGLES, max_cuts, float(block), MIN_CUT_GAIN * abs(f_start))
-    return float(lw[inside(lx, ly, cut_th, cut_h)].sum()), cut_th, cut_h, (th, h, centre)
+    th, h, centre = start_polygon(parts, edges, GROW, cum)
+    f_start = polygon_cost(cum, th, h)
+    cut_th, cut_h = greedy_cuts(lx, ly, lw, th, h, CUT_ANGLES, max_cuts, float(block), MIN_CUT_GAIN * abs(f_start), cum)
+    return polygon_cost(cum, cut_th, cut_h), cut_th, cut_h, (th, h, centre)
 
 
-def best_start(fg: np.ndarray, w: np.ndarray, lattice: tuple, edges: int, max_cuts: int):
-    """The cut start polygon (`cut_start`) with the lowest F on the lattice, from {p > 0.5}
+def best_start(
+    fg: np.ndarray,
+    w: np.ndarray,
+    lattice: tuple,
+    edges: int,
+    max_cuts: int,
+    cum: np.ndarray | None = None,
+    parts: list[np.ndarray] | None = None,
+):
+    """The cut start polygon (`cut_start`) with the lowest exact F, from {p > 0.5}
     itself and, when that one captures less than OPEN_BELOW of the mass F(fg) that any
     set could, from {p > 0.5} opened by disks of OPEN_RADII x sqrt(area): the opening
     cuts thin bridges (an occluder or a background streak the segmenter glued to the
     object), whose hull would otherwise cover mostly background, beyond what greedy cuts
-    can carve away. Returns (th, h, start)."""
-    best = cut_start(fg, lattice, edges, max_cuts)
+    can carve away. `cum`, `parts`: `row_sums(w)` and `outer_contours(fg)` (computed if
+    None). Returns (th, h, start)."""
+    cum = row_sums(w) if cum is None else cum
+    parts = outer_contours(fg) if parts is None else parts
+    best = cut_start(parts, lattice, cum, edges, max_cuts)
     f_fg = float(w[fg].sum())  # the lowest F of any set (< 0)
     if best[0] <= OPEN_BELOW * f_fg:
         return best[1:]
@@ -506,12 +597,16 @@ def best_start(fg: np.ndarray, w: np.ndarray, lattice: tuple, edges: int, max_cu
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
         opened = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, disk) > 0
         if opened.any():
-            best = min(best, cut_start(opened, lattice, edges, max_cuts), key=lambda found: found[0])
+            found = cut_start(outer_contours(opened), lattice, cum, edges, max_cuts)
+            best = min(best, found, key=lambda found: found[0])
     return best[1:]
 
 
-def fit_target(p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int) -> PolygonFit:
-    """Fit one (H, W) float32 target (steps 1-5 of the module docstring)."""
+def fit_target(
+    p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int, hull_edges: int = 47
+) -> PolygonFit:
+    """Fit one (H, W) float32 target (steps 1-5 of the module docstring); the pocket's
+    hull candidates get `hull_edges` edges (the most the ICNN holds)."""
     height, width = p.shape
     fg = p > 0.5
     rows = np.flatnonzero(fg.any(1))
@@ -525,7 +620,8 @@ def fit_target(p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: 
     w = 1.0 - 2.0 * p[r0:r1, c0:c1].astype(np.float64)
     hh, ww = w.shape
     lattice = block_lattice(w, CUT_GRID)
-    th, h, start = best_start(crop_fg, w, lattice, edges, max_cuts)
+    cum, parts = row_sums(w), outer_contours(crop_fg)
+    th, h, start = best_start(crop_fg, w, lattice, edges, max_cuts, cum, parts)
     centre = start[2]
     wflat = w.ravel()
     for k in range(max(1, sweeps)):
@@ -538,9 +634,8 @@ def fit_target(p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: 
         if not moved:
             break
     # The last sweep's band holds every pixel next to an edge.
-    h, margin = centre_edges(xp, yp, th, h, radius)
-    eps = float(np.clip(margin / 4, 1e-6, 1e-2))
-    return PolygonFit("polygon", (r0, r1, c0, c1), Polygon(th, h, eps), start)
+    candidates = {"start": start[:2], **hull_candidates(parts, hull_edges)}
+    return PolygonFit("polygon", (r0, r1, c0, c1), centred(xp, yp, th, h, radius), start, candidates)
 
 
 def polygons_to_icnn(polygons: list[Polygon | str | None], windows: torch.Tensor, width: int, sharpness: float) -> ICNN:
@@ -604,15 +699,6 @@ def render_polygon_masks(net: ICNN, polygons: list, windows: torch.Tensor, image
 def _row_spans(poly: Polygon, hh: int, ww: int, shift: float) -> np.ndarray:
     """(hh, ww) bool: the pixel centres of a crop inside every edge moved in by `shift`
     px (out, for a negative shift), one span per row."""
-    c, s = np.cos(poly.th), np.sin(poly.th)
-    y = np.arange(hh) + 0.5 - hh / 2
-    bound = poly.h[None] - s[None] * y[:, None] - shift  # c x <= bound for every edge
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = bound / c[None]
-    lo = np.where(c[None] < 0, r, -np.inf).max(1)
-    hi = np.where(c[None] > 0, r, np.inf).min(1)
-    empty = ((c[None] == 0) & (bound < 0)).any(1)
-    k_lo = np.ceil(lo - 0.5 + ww / 2)
-    k_hi = np.where(empty, -1, np.floor(hi - 0.5 + ww / 2))
+    k_lo, k_hi = spans(poly.th, poly.h, hh, ww, shift)
     cols = np.arange(ww)
     return (k_lo[:, None] <= cols[None]) & (cols[None] <= k_hi[:, None])

@@ -29,7 +29,16 @@ from threadpoolctl import ThreadpoolController
 
 from sam_convex import outlines, validation
 from sam_convex.icnn import ICNN
-from sam_convex.polygon import Polygon, fit_target, polygon_cost, polygons_to_icnn, render_polygon_masks
+from sam_convex.polygon import (
+    CANDIDATES,
+    Polygon,
+    centred_candidate,
+    fit_target,
+    polygon_cost,
+    polygons_to_icnn,
+    render_polygon_masks,
+    row_sums,
+)
 from sam_convex.rendering import OUTSIDE_LOGIT, render_logits, render_masks
 
 __all__ = ["OUTSIDE_LOGIT", "ConvexFit", "ConvexProjector"]
@@ -287,13 +296,14 @@ class ConvexProjector:
     def _fit(self, probs: torch.Tensor, device: torch.device) -> ConvexFit:
         p_all = probs.numpy()
         height, width = p_all.shape[1:]
-        fits = [fit_target(p, self.edges, self.max_cuts, self.radius, self.sweeps) for p in p_all]
+        hull_edges = 2 * self.width - 1
+        fits = [fit_target(p, self.edges, self.max_cuts, self.radius, self.sweeps, hull_edges) for p in p_all]
         windows = torch.tensor([[c0, r0, c1, r1] for r0, r1, c0, c1 in (f.window for f in fits)], dtype=torch.float32)
         polygons = [{"empty": None, "full": "full"}.get(f.kind, f.polygon) for f in fits]
         net = polygons_to_icnn(polygons, windows, self.width, self.sharpness)
         masks = render_polygon_masks(net, polygons, windows, (height, width))
-        choice = pocket(fits, polygons, p_all, masks)
-        if choice.any():  # a start or an empty set replaced a fit
+        choice = pocket(fits, polygons, p_all, masks, self.radius)
+        if choice.any():  # a candidate replaced a fit
             net = polygons_to_icnn(polygons, windows, self.width, self.sharpness)
             masks = render_polygon_masks(net, polygons, windows, (height, width))
         masks = torch.from_numpy(masks)
@@ -330,12 +340,15 @@ def _init_accepting_legacy(self, *args, **kwargs) -> None:
 ConvexProjector.__init__ = _init_accepting_legacy
 
 
-def pocket(fits: list, polygons: list, p_all: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Never worse than the start or the empty set on the target's own pixels: where
-    either beats the fitted mask, it replaces the fit in `polygons` (in place).
+def pocket(fits: list, polygons: list, p_all: np.ndarray, masks: np.ndarray, radius: float) -> np.ndarray:
+    """Never worse than any candidate on the target's own pixels: the start, the convex
+    hull of {p > 0.5}, the hull of its largest component (`PolygonFit.candidates`) and
+    the empty set. Where one beats the fitted mask, the best replaces the fit in
+    `polygons` (in place).
 
     Returns:
-        (N,) int: 0 the fit, 1 the start, 2 the empty set.
+        (N,) int: the index in `sam_convex.polygon.CANDIDATES` (0 the fit, 1 the start,
+        2 the empty set, 3 the hull of {p > 0.5}, 4 the hull of its largest component).
     """
     choice = np.zeros(len(fits), np.int64)
     for i, fitted in enumerate(fits):
@@ -343,11 +356,17 @@ def pocket(fits: list, polygons: list, p_all: np.ndarray, masks: np.ndarray) -> 
             continue
         r0, r1, c0, c1 = fitted.window
         w = 1.0 - 2.0 * p_all[i, r0:r1, c0:c1].astype(np.float64)
-        f_fit = float(w[masks[i, r0:r1, c0:c1]].sum())
-        f_start = polygon_cost(w, *fitted.start)
-        if min(f_start, 0.0) < f_fit:
-            if f_start <= 0.0:  # the start's hull, edges not centred: a tiny eps
-                polygons[i], choice[i] = Polygon(fitted.start[0], fitted.start[1], 1e-6), 1
-            else:
-                polygons[i], choice[i] = None, 2
+        best = float(w[masks[i, r0:r1, c0:c1]].sum())  # the fit, as rendered
+        if best > 0.0:
+            best, choice[i] = 0.0, CANDIDATES.index("empty")
+        cum = row_sums(w)
+        for name, (th, h) in fitted.candidates.items():
+            cost = polygon_cost(cum, th, h)
+            if cost < best:
+                best, choice[i] = cost, CANDIDATES.index(name)
+        name = CANDIDATES[choice[i]]
+        if name == "empty":
+            polygons[i] = None
+        elif name != "fit":  # edges along the hull: centre them in their pixel gaps
+            polygons[i] = centred_candidate(*fitted.candidates[name], r1 - r0, c1 - c0, radius)
     return choice
