@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sam_convex import outlines
 from sam_convex.grabcut import GrabCutPredictor
 from sam_convex.segmenters import Segmenter, grabcut
 from sam_convex.serve import __main__ as serve_main
@@ -89,12 +90,10 @@ def test_segment_returns_raw_mask_convex_mask_polygon_and_timings(segmented, upl
     raw, convex = decode(segmented["raw"]), decode(segmented["convex"])
     assert raw.shape == convex.shape == (H, W)
     assert iou(raw, truth) > 0.9 and iou(convex, truth) > 0.9
-    # The polygon is the convex mask's outline: filled, it covers the same pixels.
+    # The polygon arrives intact: filled by the pixel-centre rule, it is the convex mask.
     polygon = np.asarray(segmented["polygon"])
     assert polygon.ndim == 2 and polygon.shape[1] == 2 and len(polygon) >= 3
-    filled = np.zeros((H, W), np.uint8)
-    cv2.fillPoly(filled, [np.round(polygon - 0.5).astype(np.int32)], 1)
-    assert iou(filled.astype(bool), convex) > 0.95
+    np.testing.assert_array_equal(outlines.rasterize([polygon], H, W)[0], convex)
     timings = segmented["timings"]
     assert timings["projection_ms"] > 0 and timings["segmenter_ms"] > 0
     assert timings["server_ms"] >= timings["projection_ms"]
@@ -150,10 +149,20 @@ def test_everything_fills_convex_records(client, uploaded):
     masks = answer.json()["masks"]
     convex = [decode(m["rle"]) for m in masks if m["convex"]]
     assert convex and max(iou(m, truth) for m in convex) > 0.8
-    labels = np.asarray(
-        Image.open(io.BytesIO(client.get(f"/api/results/{answer.json()['result_id']}/mask.png").content))
-    )
+    for m in masks:  # a convex record's outline is its mask; the others are outlined
+        assert len(m["outlines"]) >= 1
+        if m["convex"]:
+            np.testing.assert_array_equal(outlines.rasterize(m["outlines"], H, W)[0], decode(m["rle"]))
+    base = f"/api/results/{answer.json()['result_id']}"
+    labels = np.asarray(Image.open(io.BytesIO(client.get(f"{base}/mask.png").content)))
     assert labels.shape == (H, W) and set(np.unique(labels)) <= set(range(len(masks) + 1))
+    coco = client.get(f"{base}/coco.json").json()
+    assert sorted(a["convex"] for a in coco["annotations"]) == sorted(m["convex"] for m in masks)
+    for a in coco["annotations"]:
+        if not a["convex"]:  # kept masks travel exactly, as RLE
+            assert any(np.array_equal(decode(a["segmentation"]), decode(m["rle"])) for m in masks)
+    labelme = client.get(f"{base}/labelme.json").json()
+    assert {s["label"] for s in labelme["shapes"]} <= {"convex", "object"}
 
 
 def test_samples_open_the_embedded_benchmark(client):

@@ -146,7 +146,7 @@ def create_app(engine: Engine) -> FastAPI:
             "image_id": result.image.id,
             "raw": rle(result.raw),
             "convex": rle(result.masks[0]),
-            "polygon": result.polygons[0][0].round(2).tolist() if result.polygons[0] else [],
+            "polygon": result.polygons[0][0].tolist() if result.polygons[0] else [],
             **result.info,
         }
         answer["timings"] = {**rounded(timings), "server_ms": round(1000 * (time.perf_counter() - start), 1)}
@@ -164,7 +164,7 @@ def create_app(engine: Engine) -> FastAPI:
                     "rle": rle(mask),
                     "convex": bool(convex),
                     "area": int(mask.sum()),
-                    "outlines": [o.round(2).tolist() for o in outlines],
+                    "outlines": [o.tolist() for o in outlines],
                 }
                 for mask, convex, outlines in zip(result.masks, result.convex, result.polygons)
             ],

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sam_convex import exports
 from sam_convex.serve.engine import Result
 
 
@@ -40,62 +41,48 @@ def rle(mask: np.ndarray) -> dict:
 
 
 def coco_json(result: Result) -> bytes:
-    """A COCO instance file for the image: one annotation per mask, category "object";
-    convex masks as their polygon, the others as RLE; "convex" says which."""
+    """A COCO dataset for the image, category "object": the convex masks as their polygon
+    (`sam_convex.exports.to_coco`), the others (from "segment everything") as RLE, exact
+    where a polygon list could not hold holes; "convex" on every annotation says which."""
     h, w = result.masks.shape[1:]
-    annotations = []
-    for i, (mask, convex, outlines) in enumerate(zip(result.masks, result.convex, result.polygons), start=1):
-        if convex and outlines:
-            segmentation = [outlines[0].ravel().round(2).tolist()]
-        else:
-            segmentation = rle(mask)
-        encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    convex = np.flatnonzero(result.convex)
+    annotations = [
+        dict(a, convex=True)
+        for a in exports.to_coco(result.masks[convex], polygons=[result.polygons[i][0] for i in convex])
+    ]
+    for i in np.flatnonzero(~result.convex):
+        encoded = mask_utils.encode(np.asfortranarray(result.masks[i].astype(np.uint8)))
         annotations.append(
             {
-                "id": i,
+                "id": len(annotations) + 1,
                 "image_id": 1,
                 "category_id": 1,
-                "segmentation": segmentation,
+                "segmentation": rle(result.masks[i]),
+                "bbox": exports.box(result.masks[i]),
                 "area": float(mask_utils.area(encoded)),
-                "bbox": [float(v) for v in mask_utils.toBbox(encoded)],
                 "iscrowd": 0,
-                "convex": bool(convex),
+                "convex": False,
             }
         )
     coco = {
-        "images": [{"id": 1, "file_name": result.image.name, "width": int(w), "height": int(h)}],
+        "images": [{"id": 1, "file_name": result.image.name, "height": int(h), "width": int(w)}],
         "annotations": annotations,
-        "categories": [{"id": 1, "name": "object"}],
+        "categories": [{"id": 1, "name": "object", "supercategory": "object"}],
     }
     return json.dumps(coco).encode()
 
 
 def labelme_json(result: Result) -> bytes:
-    """A labelme annotation: one polygon shape per outline, label "convex" for projected
-    masks and "object" for the others, group_id tying a mask's outlines together."""
-    h, w = result.masks.shape[1:]
-    shapes = [
-        {
-            "label": "convex" if convex else "object",
-            "points": outline.round(2).tolist(),
-            "group_id": i,
-            "description": "",
-            "shape_type": "polygon",
-            "flags": {},
-            "mask": None,
-        }
-        for i, (convex, outlines) in enumerate(zip(result.convex, result.polygons))
-        for outline in outlines
-    ]
-    labelme = {
-        "version": "5.5.0",
-        "flags": {},
-        "shapes": shapes,
-        "imagePath": result.image.name,
-        "imageData": None,
-        "imageHeight": int(h),
-        "imageWidth": int(w),
-    }
+    """A labelme file (`sam_convex.exports.to_labelme`): a polygon shape per convex mask,
+    label "convex"; from "segment everything" also the other masks' outlines
+    (`sam_convex.outlines.contours`, holes left out), label "object"."""
+    convex = np.flatnonzero(result.convex)
+    labelme = exports.to_labelme(
+        result.masks[convex], result.image.name, "convex", polygons=[result.polygons[i][0] for i in convex]
+    )
+    for i in np.flatnonzero(~result.convex):
+        shape = {"label": "object", "group_id": int(i), "description": "", "shape_type": "polygon", "flags": {}}
+        labelme["shapes"] += [dict(shape, points=outline.tolist(), mask=None) for outline in result.polygons[i]]
     return json.dumps(labelme).encode()
 
 

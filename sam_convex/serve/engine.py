@@ -23,13 +23,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage.segmentation import felzenszwalb
 
-from sam_convex import validation
+from sam_convex import outlines, validation
 from sam_convex.amg import DEFAULT_MIN_SOLIDITY, project_records
 from sam_convex.projection import ConvexFit, ConvexProjector
 from sam_convex.segmenters import Segmenter
@@ -94,7 +93,9 @@ class Result:
             record's mask of "segment everything").
         convex: (N,) bool, whether each mask is a projection (a convex polygon).
         polygons: N lists of (K, 2) float64 (x, y) outlines in image pixels (pixel (i, j)
-            covers [j, j+1) x [i, i+1)); one convex polygon for projected masks.
+            covers [j, j+1) x [i, i+1); `sam_convex.outlines`): one convex polygon for
+            projected masks, exact for the pixel-centre rule (`outlines.rasterize`); the
+            outer contours (`outlines.contours`) for the others.
         raw: (H, W) bool, the segmenter's own mask (a click only; None otherwise).
     """
 
@@ -231,13 +232,15 @@ class Engine:
             self.projector.reset()
             start = time.perf_counter()
             masks, scores, _ = predictor.predict(coords, labels, box, multimask_output=multimask)
-            total_ms = 1000 * (time.perf_counter() - start)
-            projection_ms = self.projector.elapsed_ms
+            polygon_start = time.perf_counter()
             best = int(np.argmax(scores))
-            raw = np.asarray(torch.as_tensor(predictor.last_sam_logits[best]).cpu()) > 0
             fit = predictor.last_fit
+            polygon = fit.polygons[best]  # exact: outlines.rasterize gives the mask back
+            # The projection's time includes reading its polygon.
+            total_ms = 1000 * (time.perf_counter() - start)
+            projection_ms = self.projector.elapsed_ms + (total_ms - 1000 * (polygon_start - start))
+            raw = np.asarray(torch.as_tensor(predictor.last_sam_logits[best]).cpu()) > 0
         convex = np.asarray(masks[best]) > 0
-        polygon = convex_polygon(fit, best, convex)
         result = self._keep(
             stored,
             "segment",
@@ -263,13 +266,19 @@ class Engine:
                 generator = self.segmenter.mask_generator(self.projector, output_mode="binary_mask")
                 records = generator.generate(stored.rgb)
             else:
-                records, _ = project_records(region_records(stored.rgb), self.projector, DEFAULT_MIN_SOLIDITY)
+                regions = region_records(stored.rgb)
+                records, _ = project_records(regions, self.projector, DEFAULT_MIN_SOLIDITY, polygons=True)
             total_ms = 1000 * (time.perf_counter() - start)
             projection_ms = self.projector.elapsed_ms
         h, w = stored.size
         masks = np.array([r["segmentation"] for r in records], bool).reshape(-1, h, w)
         convex = np.array([r["convex_distance"] is not None for r in records], bool)
-        polygons = [[convex_hull_outline(m)] if c else mask_outlines(m) for m, c in zip(masks, convex)]
+        # Projected records: their convex polygon (the fit's where the records carry it, else
+        # the mask's lattice polygon, as exact); the others: their outlines (holes left out).
+        polygons = [
+            [r["polygon"] if "polygon" in r else outlines.polygon_of_mask(m)] if c else outlines.contours(m)
+            for r, m, c in zip(records, masks, convex)
+        ]
         result = self._keep(stored, "everything", masks, convex, polygons)
         return result, {"segmenter_ms": total_ms - projection_ms, "projection_ms": projection_ms}
 
@@ -292,32 +301,3 @@ def region_records(rgb: np.ndarray) -> list[dict[str, Any]]:
     areas = np.bincount(labels.ravel())
     order = [i for i in np.argsort(-areas, kind="stable") if areas[i] >= min_size]
     return [{"segmentation": labels == i, "area": int(areas[i])} for i in order]
-
-
-# ------------------------------------------------------------------------- outlines
-# Until ConvexFit.polygons exists: the polygon is read back from the rendered convex mask.
-
-
-def convex_polygon(fit: ConvexFit, index: int, mask: np.ndarray) -> np.ndarray:
-    """(K, 2) float64 (x, y) vertices of mask `index` of a fit, counter-clockwise on
-    screen, in image pixels; (0, 2) for an empty mask."""
-    del fit  # the fitted polygon itself, once ConvexFit exposes it
-    return convex_hull_outline(mask)
-
-
-def convex_hull_outline(mask: np.ndarray) -> np.ndarray:
-    """(K, 2) float64 vertices of the convex hull of an (H, W) bool mask's pixel squares
-    (pixel (i, j) covers [j, j+1) x [i, i+1)); (0, 2) when empty."""
-    if not mask.any():
-        return np.zeros((0, 2))
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hull = cv2.convexHull(np.concatenate(contours))[:, 0].astype(np.float64)
-    return hull + 0.5  # contour points are pixel indices: their centres
-
-
-def mask_outlines(mask: np.ndarray) -> list[np.ndarray]:
-    """Outer outlines of an (H, W) bool mask's components: (K, 2) float64 (x, y) each,
-    simplified to within half a pixel."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    outlines = [cv2.approxPolyDP(c, 0.5, True)[:, 0].astype(np.float64) + 0.5 for c in contours]
-    return [o for o in outlines if len(o) >= 3]
