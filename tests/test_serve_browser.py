@@ -7,8 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from eval.bench_serve import CHROMIUM, browser_page, click_image, inside_point, open_sample, overlay_counts, serving
+from eval.bench_serve import (
+    CHROMIUM,
+    browser_page,
+    click_image,
+    inside_point,
+    open_sample,
+    open_upload,
+    overlay_counts,
+    serving,
+)
 from eval.scenes import make_scene
 from sam_convex.segmenters import grabcut
 from sam_convex.serve.app import create_app
@@ -19,6 +29,14 @@ pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)"
 )
 SAMPLE = 1  # has bars across the object: raw mask and convex polygon differ
+# Overlay pixels drawn semi-transparent: the fills of convex records.
+FILLED_PIXELS_JS = """() => {
+  const c = document.getElementById('overlay');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0 && d[i] < 200) n += 1;
+  return n;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +92,20 @@ def test_a_new_click_supersedes_the_request_in_flight(page):
     page.wait_for_timeout(1500)  # time for a stale answer to arrive (and be ignored)
     assert page.evaluate("() => window.samConvex.draws") == draws + 1
     assert page.evaluate("() => window.samConvex.state.points.length") == 2
+
+
+def test_upload_and_segment_everything(page, tmp_path):
+    image = make_scene(0, 0)[0]
+    path = tmp_path / "scene.png"
+    Image.fromarray(image).save(path)
+    open_upload(page, path)
+    assert page.evaluate("() => window.samConvex.state.image.name") == "scene.png"
+    seq = page.evaluate("() => window.samConvex.overlaySeq")
+    page.click("#everything")
+    page.wait_for_function("(s) => window.samConvex.overlaySeq > s", arg=seq, timeout=120_000)
+    masks = page.evaluate("() => window.samConvex.state.everything.masks.map((m) => m.convex)")
+    filled = page.evaluate(FILLED_PIXELS_JS)
+    # Convex records are filled (semi-transparent), so a good share of the canvas is tinted.
+    area = page.evaluate("() => { const c = document.getElementById('overlay'); return c.width * c.height; }")
+    assert any(masks) and filled > 0.02 * area
+    assert "convex (filled)" in page.inner_text("#status")
