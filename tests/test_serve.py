@@ -135,11 +135,13 @@ def test_sam_model_segments_and_reuses_its_embedding(monkeypatch):
     engine = Engine(Segmenter("sam", "SAM", "tiny random SAM", "none", tiny_sam()))
     with TestClient(create_app(engine)) as c:
         image_id = c.post("/api/images", files={"file": ("d.png", png_bytes(disk_image()[0]))}).json()["id"]
+        embedding_ms = []
         for point in ([60, 45, 1], [30, 20, 1]):
             answer = c.post("/api/segment", json={"image_id": image_id, "points": [point]})
             assert answer.status_code == 200, answer.text
             assert decode(answer.json()["convex"]).shape == (H, W)
-    assert len(calls) == 1
+            embedding_ms.append(answer.json()["timings"]["set_image_ms"])
+    assert len(calls) == 1 and embedding_ms[0] > 0 and embedding_ms[1] == 0
 
 
 def test_everything_fills_convex_records(client, uploaded):

@@ -205,7 +205,8 @@ class Engine:
             points: [[x, y, label], ...] in image pixels, label 1 object / 0 background.
             box: [x0, y0, x1, y1] or None.
         Returns:
-            the Result and the timings {segmenter_ms, projection_ms} of the model call.
+            the Result and the timings {segmenter_ms, projection_ms} of the prompt's model
+            call and set_image_ms, the embedding's (0 once the image has one).
         Raises:
             RequestError: 404 unknown image, 422 bad prompts (outside the image, labels
                 other than 0/1, an inverted box, no positive point and no box).
@@ -223,11 +224,14 @@ class Engine:
         # as `python -m sam_convex` does.
         multimask = box is None and len(coords) == 1
         with self.lock:
+            set_image_ms = 0.0  # the embedding (SAM, SAM 2): on the image's first click only
             if stored.predictor is None:
+                start = time.perf_counter()
                 stored.predictor = self.segmenter.convex_predictor(
                     self.projector, grabcut_max_side=self.grabcut_max_side
                 )
                 stored.predictor.set_image(stored.rgb)
+                set_image_ms = 1000 * (time.perf_counter() - start)
             predictor = stored.predictor
             self.projector.reset()
             start = time.perf_counter()
@@ -250,7 +254,11 @@ class Engine:
             raw=raw,
             info={"score": float(scores[best]), "distance": float(fit.losses[best])},
         )
-        timings = {"segmenter_ms": total_ms - projection_ms, "projection_ms": projection_ms}
+        timings = {
+            "segmenter_ms": total_ms - projection_ms,
+            "projection_ms": projection_ms,
+            "set_image_ms": set_image_ms,
+        }
         return result, timings
 
     def everything(self, image_id: str) -> tuple[Result, dict]:

@@ -213,9 +213,10 @@ async function drawn(seq, clicked, timings) {
   const what = state.everything
     ? `${state.everything.masks.length} masks, ${state.everything.masks.filter((m) => m.convex).length} convex (filled)`
     : `convex polygon with ${state.segment.polygon.length} vertices`;
+  const embedding = timings.set_image_ms ? ` · image embedding ${timings.set_image_ms.toFixed(0)} ms (once)` : "";
   $("status").textContent =
     `${what} · segmenter ${timings.segmenter_ms.toFixed(0)} ms · projection ${timings.projection_ms.toFixed(0)} ms` +
-    ` · click to overlay ${ms.toFixed(0)} ms`;
+    `${embedding} · click to overlay ${ms.toFixed(0)} ms`;
   for (const [id, name] of [["dl-png", "mask.png"], ["dl-coco", "coco.json"], ["dl-labelme", "labelme.json"]]) {
     $(id).href = `/api/results/${result.result_id}/${name}`;
   }
