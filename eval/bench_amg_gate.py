@@ -6,7 +6,7 @@ the masks whose gate value reaches a threshold. This command measures the gate o
 binary masks (what the AMGs see) whose truth is known:
 
 * convex damaged: the embedded scenes' objects damaged as in the projection benchmark
-  (`eval.bench_projection.damaged_objects`: a bite, a hole, islands, ragged soft edges),
+  (`sam_convex.synthetic.damaged_objects`: a bite, a hole, islands, ragged soft edges),
   binarised at 0.5; truth: the undamaged object;
 * convex ragged: the same objects with the same ragged edges only (a clean AMG mask);
 * non-convex: rings, L-shapes and two separate objects with the same kind of ragged
@@ -32,19 +32,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from eval import runs
-from eval.bench_projection import MASK_SIZE, damaged_objects
+from eval.bench_projection import scene_targets
 from eval.metrics import iou
 from sam_convex import ConvexProjector, validation
 from sam_convex.amg import DEFAULT_MIN_SOLIDITY, major_solidity, solidity
+from sam_convex.synthetic import MASK_SIZE, NONCONVEX_KINDS, nonconvex_shapes
 
 # Thresholds tried; 0 projects every mask. "none" (no mask projected) is added as a row.
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.925, 0.95, 0.975)
 GATES = {"solidity": solidity, "major-component solidity": major_solidity}
 LIBRARY_GATE = "major-component solidity"  # what sam_convex.amg.project_records uses
-NONCONVEX_KINDS = ("ring", "L", "two_objects")
 KIND_NAMES = {"ring": "a ring", "L": "an L-shape", "two_objects": "a two-object mask"}
 GROUPS = ("convex_damaged", "convex_ragged", "nonconvex", *(f"nonconvex:{k}" for k in NONCONVEX_KINDS))
 # Balanced-score differences below this are near-ties: neighbouring thresholds differ by
@@ -55,67 +54,11 @@ NEAR_TIE = 0.002
 # ---------------------------------------------------------------------------- masks
 
 
-def ragged(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(H, W) bool -> (H, W) bool with `damaged_objects`' ragged edges (its two filters
-    and noise level, which it applies inline), binarised at 0.5: its soft edge is
-    sigmoid(12 * field), which is > 0.5 where field > 0."""
-    field = gaussian_filter(mask.astype(float) - 0.5, 2.0)
-    field += gaussian_filter(rng.normal(0, 1, mask.shape), 3.0) * 0.4
-    return field > 0
-
-
-def nonconvex_shapes(per_kind: int, seed: int, size: int = MASK_SIZE) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Rings, L-shapes and two separate disks, `per_kind` of each, random sizes and poses.
-
-    Returns:
-        kinds: one of NONCONVEX_KINDS per mask;
-        raw (N, size, size) bool: the shapes with ragged edges (`ragged`);
-        truths (N, size, size) bool: the clean shapes.
-    """
-    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the scenes'
-    yy, xx = np.mgrid[:size, :size].astype(float)
-    mid = size / 2
-
-    def disk(cy, cx, r):
-        return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
-
-    def rect(cx, cy, half_w, half_h, theta):
-        c, s = np.cos(theta), np.sin(theta)
-        u, v = (xx - cx) * c + (yy - cy) * s, -(xx - cx) * s + (yy - cy) * c
-        return (np.abs(u) <= half_w) & (np.abs(v) <= half_h)
-
-    kinds, truths = [], []
-    for _ in range(per_kind):
-        cy, cx, outer = mid + rng.uniform(-38, 38), mid + rng.uniform(-38, 38), rng.uniform(45, 85)
-        kinds.append("ring")
-        truths.append(disk(cy, cx, outer) & ~disk(cy, cx, outer * rng.uniform(0.4, 0.7)))
-    for _ in range(per_kind):
-        theta, t = rng.uniform(0, 2 * np.pi), rng.uniform(12, 24)  # pose, half thickness
-        a, b = rng.uniform(45, 80), rng.uniform(45, 80)  # half arm lengths
-        c, s = np.cos(theta), np.sin(theta)
-        cx, cy = mid + rng.uniform(-20, 20), mid + rng.uniform(-20, 20)
-        # Two arms sharing the corner square at (cx, cy): one along u, one along v.
-        arm1 = rect(cx + (a - t) * c, cy + (a - t) * s, a, t, theta)
-        arm2 = rect(cx - (b - t) * s, cy + (b - t) * c, t, b, theta)
-        kinds.append("L")
-        truths.append(arm1 | arm2)
-    for _ in range(per_kind):
-        r1, r2, gap, theta = rng.uniform(20, 50), rng.uniform(20, 50), rng.uniform(10, 60), rng.uniform(0, np.pi)
-        d = (r1 + r2 + gap) / 2  # centre to centre / 2: the disks are gap px apart
-        kinds.append("two_objects")
-        truths.append(
-            disk(mid - d * np.sin(theta), mid - d * np.cos(theta), r1)
-            | disk(mid + d * np.sin(theta), mid + d * np.cos(theta), r2)
-        )
-    raw = np.stack([ragged(m, rng) for m in truths])
-    return kinds, raw, np.stack(truths)
-
-
 def mask_groups(convex: int, per_kind: int, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
     """{group: (raw (N, 256, 256) bool, truths (N, 256, 256) bool)} for convex_damaged,
     convex_ragged and nonconvex, and the non-convex masks' kinds."""
-    damaged, truths = damaged_objects(convex, seed)
-    clean, _ = damaged_objects(convex, seed, damage=False)
+    damaged, truths = scene_targets(convex, seed)
+    clean, _ = scene_targets(convex, seed, damaged=False)
     kinds, raw, shapes = nonconvex_shapes(per_kind, seed)
     groups = {"convex_damaged": (damaged > 0.5, truths), "convex_ragged": (clean > 0.5, truths)}
     groups["nonconvex"] = (raw, shapes)
@@ -257,7 +200,7 @@ def markdown(r: dict) -> str:
         "",
         f"Masks ({r['mask_size']}x{r['mask_size']}, binary, as an automatic mask generator returns them): "
         f"{r['convex']} convex objects of the embedded scenes damaged as in the projection benchmark (a bite, a "
-        "hole, 1-3 islands, ragged edges; `eval.bench_projection.damaged_objects` binarised at 0.5), the same "
+        "hole, 1-3 islands, ragged edges; `sam_convex.synthetic.damaged_objects` binarised at 0.5), the same "
         f"objects with the same ragged edges only, and {3 * r['per_kind']} non-convex masks ({r['per_kind']} "
         "rings, L-shapes and two-object masks, ragged edges). Truth: the undamaged object / the clean shape. "
         f"Each group is projected in one batched `{r['projector']}` fit; a gate at threshold t keeps the "

@@ -26,11 +26,11 @@ import torch
 from skimage.transform import resize
 
 from eval import runs
-from eval.bench_amg_gate import nonconvex_shapes
-from eval.bench_projection import damaged_objects
+from eval.bench_projection import scene_targets
 from sam_convex import ConvexProjector, validation
 from sam_convex.amg import DEFAULT_MIN_SOLIDITY, major_solidity, project_records
 from sam_convex.sam2_predictor import Sam2ConvexPredictor
+from sam_convex.synthetic import nonconvex_shapes
 
 H, W = 480, 640
 SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
@@ -78,7 +78,7 @@ def amg_masks(n: int, seed: int = 0) -> list[np.ndarray]:
     L-shape (the AMG gate benchmark's shapes), each scaled to 2-40% of the short side
     and placed at random."""
     half = (n + 1) // 2
-    _, convex = damaged_objects(half, seed, damage=False)
+    _, convex = scene_targets(half, seed, damaged=False)
     _, _, shapes = nonconvex_shapes(half, seed)  # half rings, half L-shapes, half two-object masks
     rings, ells = shapes[:half], shapes[half : 2 * half]
     nonconvex = [rings[i // 2] if i % 2 == 0 else ells[i // 2] for i in range(half)]

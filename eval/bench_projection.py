@@ -31,19 +31,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
-from segment_anything.utils.amg import remove_small_regions
 from skimage.morphology import convex_hull_image
-from skimage.transform import resize
 from tqdm import tqdm
 
 from eval import runs
 from eval.datasets import load_dataset
 from eval.metrics import iou
-from sam_convex import ICNN, ConvexProjector, GradientProjector, validation
+from sam_convex import ICNN, ConvexProjector, GradientProjector, baselines, validation
 from sam_convex.projection import grid_coords, limit_threads, squared_distance
+from sam_convex.synthetic import MASK_SIZE, damaged_objects
 
-MASK_SIZE = 256
 BIG_IMAGE = (3000, 4000)  # 12 megapixels, a phone photo
 # The long high-precision fit that objective ratios are measured against.
 LONG_FIT = dict(grid=96, width=48, depth=2, steps=1000, fine_steps=None, lr=0.01, sharpness=6.0, tol=0.0)
@@ -53,55 +50,15 @@ CACHE_VERSION = 1
 # ---------------------------------------------------------------------------- targets
 
 
-def damaged_objects(
-    count: int, seed: int = 0, size: int = MASK_SIZE, damage: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Benchmark objects, damaged like a segmenter's output.
-
-    Returns:
-        targets (count, size, size) float32 probabilities: each scene object cropped and
-        scaled to the square, with a bite, a hole, 1-3 islands and ragged soft edges;
-        with damage=False the same objects with the same ragged soft edges only (the
-        same random draws, so the same crops and edge noise; the default's output is
-        unchanged by the option);
-        truths (count, size, size) bool: the undamaged objects.
-    """
-    samples = load_dataset("scenes", seed=seed)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    targets, truths = [], []
-    for i in range(count):
-        gt = samples[i % len(samples)].gt
-        rows, cols = np.nonzero(gt)
-        cy, cx = (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2
-        half = max(np.ptp(rows), np.ptp(cols)) * rng.uniform(0.6, 0.9) + 4
-        y0, x0 = int(max(0, cy - half)), int(max(0, cx - half))
-        crop = gt[y0 : int(cy + half) + 1, x0 : int(cx + half) + 1]
-        obj = resize(crop.astype(float), (size, size), order=0) > 0.5
-        r_obj = np.sqrt(obj.sum() / np.pi)
-        ys, xs = np.nonzero(obj)
-        edge = obj & ~np.roll(obj, 3, axis=int(rng.integers(2)))
-        ey, ex = np.nonzero(edge) if edge.any() else (ys, xs)
-
-        def blob(y, x, r):
-            return (yy - y) ** 2 + (xx - x) ** 2 <= r**2
-
-        k = rng.integers(len(ey))
-        damaged = obj & ~blob(ey[k], ex[k], r_obj * rng.uniform(0.25, 0.5))  # bite
-        k = rng.integers(len(ys))
-        damaged &= ~blob(ys[k], xs[k], r_obj * rng.uniform(0.05, 0.15))  # hole
-        for _ in range(rng.integers(1, 4)):  # islands
-            damaged |= blob(rng.uniform(0, size), rng.uniform(0, size), r_obj * rng.uniform(0.05, 0.2))
-        field = gaussian_filter((damaged if damage else obj).astype(float) - 0.5, 2.0)
-        field += gaussian_filter(rng.normal(0, 1, (size, size)), 3.0) * 0.4  # ragged edges
-        targets.append(1 / (1 + np.exp(-12 * field)))
-        truths.append(obj)
-    return np.stack(targets).astype(np.float32), np.stack(truths)
+def scene_targets(count: int, seed: int = 0, damaged: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(targets (count, 256, 256) float32, truths (count, 256, 256) bool): the embedded
+    scenes' objects, damaged as a segmenter's output (`sam_convex.synthetic.damaged_objects`)."""
+    return damaged_objects([s.gt for s in load_dataset("scenes", seed=seed)], count, seed, MASK_SIZE, damaged)
 
 
 def bench_targets(count: int, seed: int = 0) -> np.ndarray:
-    """(count, 256, 256) float32 damaged benchmark masks (see `damaged_objects`)."""
-    return damaged_objects(count, seed)[0]
+    """(count, 256, 256) float32 damaged benchmark masks (see `scene_targets`)."""
+    return scene_targets(count, seed)[0]
 
 
 # ---------------------------------------------------------------------------- methods
@@ -133,22 +90,6 @@ def objective(target: np.ndarray, mask: np.ndarray) -> float:
     return float(squared_distance(pred, torch.from_numpy(np.asarray(target, np.float32)).reshape(1, -1))[0])
 
 
-def cv2_hull(mask: np.ndarray) -> np.ndarray:
-    """Convex hull of all foreground pixels by OpenCV (convexHull + fillConvexPoly)."""
-    out = np.zeros(mask.shape, np.uint8)
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if contours:
-        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
-    return out.astype(bool)
-
-
-def remove_small(mask: np.ndarray) -> np.ndarray:
-    """segment-anything's remove_small_regions, holes then islands (as the harness)."""
-    thresh = max(25, 0.01 * mask.size)
-    mask, _ = remove_small_regions(mask, thresh, mode="holes")
-    return np.asarray(remove_small_regions(mask, thresh, mode="islands")[0], bool)
-
-
 def projectors(device: str) -> dict:
     """The projectors under test, by report name."""
     return {"ConvexProjector()": ConvexProjector(), "GradientProjector()": GradientProjector(device=device)}
@@ -166,8 +107,8 @@ def time_single(targets: np.ndarray, device: str, repeats: int) -> tuple[dict, d
     on_device = torch.from_numpy(targets).to(device)
     methods = {
         "skimage convex_hull_image": lambda i: convex_hull_image(binary[i]),
-        "cv2 convexHull + fill": lambda i: cv2_hull(binary[i]),
-        "remove_small_regions": lambda i: remove_small(binary[i]),
+        "cv2 convexHull + fill": lambda i: baselines.opencv_hull(binary[i]),
+        "remove_small_regions": lambda i: baselines.remove_small(binary[i]),
     }
     for name, projector in projectors(device).items():
         methods[name] = lambda i, projector=projector: projector(on_device[i]).cpu().numpy()
@@ -339,7 +280,7 @@ def run(
     """Measure everything on the same targets and write the report; returns the results."""
     out = runs.check_writable(out)
     cache = out / ".cache" / "bench_projection"
-    targets, _ = damaged_objects(masks, seed)
+    targets, _ = scene_targets(masks, seed)
     with limit_threads(threads):
         single_s, single = time_single(targets, device, repeats)
         batched_s, batched = time_batched(targets, device, batch, repeats)

@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from skimage.morphology import convex_hull_image
 from tqdm import tqdm
@@ -33,36 +32,17 @@ from tqdm import tqdm
 from eval import runs
 from sam_convex import ConvexProjector, validation
 from sam_convex.polygon import CANDIDATES
+from sam_convex.synthetic import MASK_SIZE, THIN_LENGTH, THIN_SHAPES
 
-SIZE = 256  # frame (px per side)
-LINE_LENGTH = 160  # px
+SIZE = MASK_SIZE  # frame (px per side)
+LINE_LENGTH = THIN_LENGTH  # px
 ANGLES = tuple(range(180))  # degrees
 THICKNESSES = tuple(range(1, 9))  # px
 KEEP_AT_LEAST = 0.95  # the issue's bar: keep >= 95% of the pixels ...
 ADD_AT_MOST = 0.05  # ... and add <= 5%
 
 
-def line_mask(thickness: int, angle: float, size: int = SIZE, length: float = LINE_LENGTH) -> np.ndarray:
-    """(size, size) bool: `cv2.line` of `thickness` px between the integer points
-    length / 2 either side of the frame's centre along `angle` degrees."""
-    a, c = np.deg2rad(angle), size / 2
-    p0 = (round(c - length / 2 * np.cos(a)), round(c - length / 2 * np.sin(a)))
-    p1 = (round(c + length / 2 * np.cos(a)), round(c + length / 2 * np.sin(a)))
-    img = np.zeros((size, size), np.uint8)
-    cv2.line(img, p0, p1, 1, thickness)
-    return img > 0
-
-
-def rectangle_mask(thickness: float, angle: float, size: int = SIZE, length: float = LINE_LENGTH) -> np.ndarray:
-    """(size, size) bool: a filled length x thickness rectangle centred in the frame,
-    its long side along `angle` degrees (`cv2.fillConvexPoly`, 1/16-px corners)."""
-    box = cv2.boxPoints(((size / 2, size / 2), (length, thickness), angle))
-    img = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(img, np.round(box * 16).astype(np.int32), 1, cv2.LINE_8, 4)
-    return img > 0
-
-
-SHAPES = {"line": line_mask, "rectangle": rectangle_mask}
+SHAPES = THIN_SHAPES  # sam_convex.synthetic.line_mask / rectangle_mask, at SIZE and LINE_LENGTH
 
 
 def hull_objective(mask: np.ndarray) -> float:

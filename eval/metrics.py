@@ -1,7 +1,8 @@
 """IoU and paired comparisons of methods over the same images.
 
-IoU convention: |P & G| / |P | G|, and 1.0 when both P and G are empty (nothing to find,
-nothing found). An empty prediction of a non-empty object scores 0.0.
+IoU (`sam_convex.measures.iou`, re-exported here): |P & G| / |P | G|, and 1.0 when both
+P and G are empty (nothing to find, nothing found). An empty prediction of a non-empty
+object scores 0.0.
 """
 
 from __future__ import annotations
@@ -10,18 +11,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sam_convex.measures import iou
+
+__all__ = ["TIE", "bootstrap_ci", "iou", "mean_table", "paired_delta", "paired_summary", "wins_ties_losses"]
+
 TIE = 1e-3  # |ΔIoU| below this counts as a tie
-
-
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of two (H, W) bool masks; 1.0 when both are empty."""
-    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    union = np.logical_or(pred, gt).sum()
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(pred, gt).sum() / union)
 
 
 def bootstrap_ci(

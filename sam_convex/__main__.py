@@ -33,8 +33,8 @@ import torch
 from segment_anything.utils.amg import rle_to_mask
 
 from sam_convex import exports, outlines, validation
-from sam_convex.gradient import GradientProjector
 from sam_convex.projection import ConvexProjector
+from sam_convex.projectors import PROJECTORS, make_projector
 from sam_convex.segmenters import SEGMENTERS, choose_segmenter
 
 RAW_COLOUR, CONVEX_COLOUR = (0, 0, 255), (0, 255, 0)  # BGR: red, green
@@ -130,7 +130,7 @@ def build_parser() -> validation.CommandLineParser:
     )
     parser.add_argument(
         "--projector",
-        choices=("polygon", "gradient"),
+        choices=tuple(PROJECTORS),
         default="polygon",
         help="polygon (default): the exact polygon fit (ConvexProjector); gradient: Adam on the smooth objective "
         "(GradientProjector)",
@@ -174,10 +174,9 @@ def run(args) -> int:
     prompt = None if args.auto else prompts(args, bgr.shape[:2])
     if args.min_solidity is not None and not args.auto:
         raise ValueError("--min-solidity is for --auto")
-    if args.projector == "polygon":
-        projector = ConvexProjector(device=args.device, threads=1)
-    else:
-        projector = GradientProjector(seed=args.seed, device=args.device)
+    # The polygon fit runs on the CPU, where one thread is fastest.
+    threads = 1 if args.projector == "polygon" else None
+    projector = make_projector(args.projector, seed=args.seed, device=args.device, threads=threads)
     segmenter = choose_segmenter(
         args.model, args.checkpoint, args.config, args.checkpoint_dir, args.model_type, args.device
     )

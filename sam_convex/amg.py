@@ -31,7 +31,7 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.utils.amg import batched_mask_to_box, box_xyxy_to_xywh, coco_encode_rle, mask_to_rle_pytorch
 
-from sam_convex import outlines, validation
+from sam_convex import baselines, outlines, validation
 from sam_convex.loading import require_sam2
 from sam_convex.projection import ConvexFit, ConvexProjector
 from sam_convex.sam2_predictor import match_feature_sizes
@@ -63,12 +63,8 @@ def solidity(mask: np.ndarray) -> float:
     if area == 0:
         return 0.0
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    crop = np.ascontiguousarray(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], np.uint8)
-    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hull = cv2.convexHull(np.concatenate(contours))
-    filled = np.zeros_like(crop)
-    cv2.fillConvexPoly(filled, hull, 1)
-    return area / max(int(filled.sum()), area)
+    hull = baselines.opencv_hull(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    return area / max(int(hull.sum()), area)
 
 
 def major_solidity(mask: np.ndarray, keep: float = MAJOR_COMPONENT) -> float:

@@ -272,6 +272,7 @@ def load_sam2(
         ValueError: unknown config, unreadable file, or weights that do not fit the config.
         ImportError: sam2 is not installed (the message gives the install command).
     """
+    require_sam2()  # before anything else: without sam2 nothing below can succeed
     validation.checkpoint_path("checkpoint", checkpoint)
     target = validation.device("device", device) or default_device()
     path = Path(checkpoint)

@@ -63,6 +63,15 @@ import torch
 from sam_convex.icnn import ICNN
 from sam_convex.rendering import decide, evaluate, net_weights
 
+
+def pixel_weights(p: np.ndarray) -> np.ndarray:
+    """The objective's per-pixel weight w = 1 - 2p (float64, p's shape): F(C) is the sum
+    of w over the pixel centres in C (module docstring), so a pixel lowers F by joining
+    C exactly when p > 0.5. Every move of the fit, the window's exactness (w >= 0 outside
+    {p > 0.5}) and the pocket rest on this one definition."""
+    return 1.0 - 2.0 * np.asarray(p, dtype=np.float64)
+
+
 ROTATIONS = (-0.03, -0.01, 0.0, 0.01, 0.03)  # polish: rotations tried (rad) ...
 ROTATION_SCALES = (2.0, 1.0, 0.5)  # ... times this factor in sweep k (the last repeats)
 BIN_WIDTH = 0.05  # polish: offset resolution (px)
@@ -617,7 +626,7 @@ def fit_target(
     crop_fg = fg[r0:r1, c0:c1]
     if crop_fg.all() and (r1 - r0, c1 - c0) == (height, width):
         return PolygonFit("full", (r0, r1, c0, c1))
-    w = 1.0 - 2.0 * p[r0:r1, c0:c1].astype(np.float64)
+    w = pixel_weights(p[r0:r1, c0:c1])
     hh, ww = w.shape
     lattice = block_lattice(w, CUT_GRID)
     cum, parts = row_sums(w), outer_contours(crop_fg)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -34,6 +33,7 @@ from sam_convex.polygon import (
     Polygon,
     centred_candidate,
     fit_target,
+    pixel_weights,
     polygon_cost,
     polygons_to_icnn,
     render_polygon_masks,
@@ -122,7 +122,7 @@ def hard_distances(probs: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
     for i in range(probs.shape[0]):
         p = probs[i].detach().cpu().double().numpy().ravel()
         m = masks[i].cpu().numpy().ravel()
-        out[i] = (p @ p + (1.0 - 2.0 * p[m]).sum()) / p.size
+        out[i] = (p @ p + pixel_weights(p[m]).sum()) / p.size  # sum (p - m)^2 = sum p^2 + sum_m w
     return out
 
 
@@ -319,25 +319,23 @@ class ConvexProjector:
         )
 
 
-# Settings of the 0.1 ConvexProjector (a gradient fit) that the polygon fit does not
-# have; accepted for this release with a DeprecationWarning, without effect.
-LEGACY_SETTINGS = ("grid", "depth", "steps", "fine_steps", "lr", "pos_weight", "tol", "patience", "seed")
+# GradientProjector's settings that the polygon fit does not have: refused by name,
+# so that code written for a gradient fit does not run with settings that do nothing.
+GRADIENT_SETTINGS = ("grid", "depth", "steps", "fine_steps", "lr", "pos_weight", "tol", "patience", "seed")
 _dataclass_init = ConvexProjector.__init__
 
 
-def _init_accepting_legacy(self, *args, **kwargs) -> None:
-    legacy = sorted(k for k in kwargs if k in LEGACY_SETTINGS)
-    if legacy:
-        warnings.warn(
-            f"ConvexProjector({', '.join(legacy)}=...) has no effect: ConvexProjector is now the exact polygon fit "
-            "(deterministic, no steps or learning rate); GradientProjector takes these settings",
-            DeprecationWarning,
-            stacklevel=2,
+def _init_refusing_gradient_settings(self, *args, **kwargs) -> None:
+    gradient = sorted(k for k in kwargs if k in GRADIENT_SETTINGS)
+    if gradient:
+        raise TypeError(
+            f"ConvexProjector got {', '.join(gradient)}=...: these are GradientProjector's settings (the Adam fit); "
+            "ConvexProjector is the exact polygon fit (deterministic, no steps or learning rate)"
         )
-    _dataclass_init(self, *args, **{k: v for k, v in kwargs.items() if k not in LEGACY_SETTINGS})
+    _dataclass_init(self, *args, **kwargs)
 
 
-ConvexProjector.__init__ = _init_accepting_legacy
+ConvexProjector.__init__ = _init_refusing_gradient_settings
 
 
 def pocket(fits: list, polygons: list, p_all: np.ndarray, masks: np.ndarray, radius: float) -> np.ndarray:
@@ -355,7 +353,7 @@ def pocket(fits: list, polygons: list, p_all: np.ndarray, masks: np.ndarray, rad
         if fitted.kind != "polygon":
             continue
         r0, r1, c0, c1 = fitted.window
-        w = 1.0 - 2.0 * p_all[i, r0:r1, c0:c1].astype(np.float64)
+        w = pixel_weights(p_all[i, r0:r1, c0:c1])
         best = float(w[masks[i, r0:r1, c0:c1]].sum())  # the fit, as rendered
         if best > 0.0:
             best, choice[i] = 0.0, CANDIDATES.index("empty")

@@ -17,7 +17,6 @@ to [-1, 1]^2, so the shape can be rendered at any resolution of the same image.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -27,10 +26,6 @@ from torch import nn
 from sam_convex import validation
 from sam_convex.icnn import ICNN
 from sam_convex.projection import grid_coords, moments, squared_distance
-
-# Argument order of the 0.1 constructor, ConvexityRegularizer(height, width, num_maps,
-# width_hidden, depth, grid, sharpness, seed), still accepted with a DeprecationWarning.
-LEGACY_ORDER = ("width", "num_maps", "width_hidden", "depth", "grid", "sharpness", "seed")
 
 
 class ConvexityRegularizer(nn.Module):
@@ -56,31 +51,22 @@ class ConvexityRegularizer(nn.Module):
     `reg.clamp_()`: it restores the ICNN weight constraint (projected gradient
     descent). `forward` and `render` refuse to run on a net that violates it, because
     its sublevel sets would not be guaranteed convex.
-
-    The 0.1 signature `ConvexityRegularizer(height, width, ..., width_hidden=...)`,
-    where `width` was the image width, still works for this release and warns.
     """
 
     def __init__(
         self,
-        image_size: tuple[int, int] | int | None = None,
-        *legacy_args: Any,
+        image_size: tuple[int, int],
+        *,
         num_maps: int = 1,
-        width: int | None = None,
+        width: int = 32,
         depth: int = 2,
         grid: int | None = 64,
         sharpness: float = 6.0,
         seed: int = 0,
-        height: int | None = None,
-        width_hidden: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(image_size, int) or height is not None or legacy_args or width_hidden is not None:
-            image_size, settings = _legacy_settings(image_size, legacy_args, height, width_hidden, locals())
-            num_maps, width, depth = settings["num_maps"], settings["width"], settings["depth"]
-            grid, sharpness, seed = settings["grid"], settings["sharpness"], settings["seed"]
         if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
-            raise ValueError(f"image_size must be (H, W), got {image_size!r}")
+            raise ValueError(f"image_size must be (H, W) of the maps, got {image_size!r}; the ICNN's width is width=")
         self.height = validation.integer("image height", image_size[0], minimum=1)
         self.width = validation.integer("image width", image_size[1], minimum=1)
         self.num_maps = validation.integer("num_maps", num_maps, minimum=1)
@@ -88,7 +74,7 @@ class ConvexityRegularizer(nn.Module):
         self.sharpness = validation.number("sharpness", sharpness, above=0)
         self.seed = validation.integer("seed", seed)
         self.lattice = (min(self.height, grid), min(self.width, grid)) if grid else (self.height, self.width)
-        self.icnn = ICNN(self.num_maps, 32 if width is None else width, depth)
+        self.icnn = ICNN(self.num_maps, width, depth)
         self.icnn.reset_random(torch.Generator().manual_seed(self.seed))
         self.register_buffer("coords", grid_coords(*self.lattice), persistent=False)
 
@@ -169,45 +155,3 @@ class ConvexityRegularizer(nn.Module):
     def masks(self) -> torch.Tensor:
         """(N, H, W) bool, the convex shapes {G <= 0} at the maps' size."""
         return self.render() >= 0
-
-    def mask(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
-        """Deprecated: use `render(height, width) >= 0`, or `masks`."""
-        warnings.warn(
-            "ConvexityRegularizer.mask() is deprecated; use render(h, w) >= 0 or .masks",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.render(height, width) >= 0
-
-    def logits(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
-        """Deprecated: use `render(height, width)`."""
-        warnings.warn("ConvexityRegularizer.logits() is deprecated; use render(h, w)", DeprecationWarning, stacklevel=2)
-        return self.render(height, width)
-
-
-def _legacy_settings(image_size, legacy_args, height, width_hidden, given) -> tuple[tuple, dict]:
-    """Map the 0.1 signature (height, width=image width, ..., width_hidden) to the new one."""
-    warnings.warn(
-        "ConvexityRegularizer(height, width, ..., width_hidden=...) is deprecated; use "
-        "ConvexityRegularizer((height, width), width=<hidden width>, ...)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    if len(legacy_args) > len(LEGACY_ORDER):
-        raise ValueError(f"ConvexityRegularizer takes at most 8 positional arguments, got {1 + len(legacy_args)}")
-    settings = {name: given[name] for name in ("num_maps", "width", "depth", "grid", "sharpness", "seed")}
-    if isinstance(image_size, (tuple, list)):  # new form, only width_hidden is old
-        if given["width"] is not None:
-            raise ValueError("give the hidden width once: width (new) or width_hidden (deprecated), not both")
-        settings["width"] = width_hidden
-        return tuple(image_size), settings
-    if not legacy_args and given["width"] is None and height is None:
-        raise ValueError(
-            f"ConvexityRegularizer({image_size!r}): an image size needs both sides; write ConvexityRegularizer((H, W))"
-        )
-    old = dict(zip(LEGACY_ORDER, legacy_args))
-    image_width = old.pop("width", given["width"])  # in 0.1, width was the image's
-    settings.update(old)
-    hidden = old.get("width_hidden", width_hidden)
-    settings["width"] = 32 if hidden is None else hidden
-    return (height if height is not None else image_size, image_width), settings

@@ -303,42 +303,46 @@ def prompts(
         ValueError: naming the argument: shapes, NaN/inf, labels, points without labels,
             empty point lists, prompts outside the image.
     """
-    points = labels = boxes = masks = None
     lead = {False: [()], True: [("B",)], None: [(), ("B",)]}[batched]
-    if (point_coords is None) != (point_labels is None):
-        raise ValueError("point_coords and point_labels must be given together")
-    if point_coords is not None:
-        points = _numbers("point_coords", point_coords)
-        _shape("point_coords", points, [(*b, "K", 2) for b in lead])
-        _finite("point_coords", points)
-        if points.shape[-2] == 0:
-            raise ValueError("point_coords must hold at least one point (pass None for no points)")
-        labels = _numbers("point_labels", point_labels)
-        _shape("point_labels", labels, [points.shape[:-1]])
-        _finite("point_labels", labels)
-        allowed = (*POINT_LABELS, PADDING) if padding else POINT_LABELS
-        if not np.isin(labels, allowed).all():
-            pad = " (-1 pads)" if padding else ""
-            raise ValueError(
-                f"point_labels must be 1 (object) or 0 (background){pad}, got {np.unique(labels).tolist()}"
-            )
-        labels = labels.astype(np.int64)
+    points, labels = _points(point_coords, point_labels, lead, padding)
+    boxes = masks = None
     if box is not None:
-        boxes = _numbers("box", box)
-        _shape("box", boxes, [(4,), (1, 4)] if batched is False else [(*b, 4) for b in lead])
-        _finite("box", boxes)
-    if points is not None and boxes is not None and points.ndim == 3 and boxes.ndim == 2 and batched is None:
+        boxes = _array("box", box, [(4,), (1, 4)] if batched is False else [(*b, 4) for b in lead])
+    if batched is None and points is not None and boxes is not None and points.ndim == 3 and boxes.ndim == 2:
         if points.shape[0] != boxes.shape[0]:
             raise ValueError(
                 f"batched point_coords and box must have the same B, got {points.shape[0]} and {boxes.shape[0]}"
             )
     if mask_input is not None:
-        masks = _numbers("mask_input", mask_input)
-        _shape("mask_input", masks, [(*b, 1, *mask_size) for b in lead])
-        _finite("mask_input", masks)
+        masks = _array("mask_input", mask_input, [(*b, 1, *mask_size) for b in lead])
     if image_size is not None:
         _check_extent(points, labels, boxes, image_size, normalized)
     return Prompts(points, labels, boxes, masks)
+
+
+def _array(name: str, value: Any, shapes: list[tuple]) -> np.ndarray:
+    """`value` as a float64 array of one of `shapes`, finite."""
+    arr = _numbers(name, value)
+    _shape(name, arr, shapes)
+    _finite(name, arr)
+    return arr
+
+
+def _points(point_coords, point_labels, lead: list[tuple], padding: bool):
+    """(points, labels) checked as `prompts` describes, or (None, None)."""
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels must be given together")
+    if point_coords is None:
+        return None, None
+    points = _array("point_coords", point_coords, [(*b, "K", 2) for b in lead])
+    if points.shape[-2] == 0:
+        raise ValueError("point_coords must hold at least one point (pass None for no points)")
+    labels = _array("point_labels", point_labels, [points.shape[:-1]])
+    allowed = (*POINT_LABELS, PADDING) if padding else POINT_LABELS
+    if not np.isin(labels, allowed).all():
+        pad = " (-1 pads)" if padding else ""
+        raise ValueError(f"point_labels must be 1 (object) or 0 (background){pad}, got {np.unique(labels).tolist()}")
+    return points, labels.astype(np.int64)
 
 
 def _check_extent(points, labels, boxes, image_size: tuple[int, int], normalized: bool) -> None:

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from eval.metrics import iou
 from sam_convex import baselines
-
-from shapes import disk, hull_gap
+from sam_convex.measures import hull_gap, iou
+from sam_convex.synthetic import disk
 
 
 def _messy():

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from eval import bench_amg_gate
-from eval.metrics import iou
+from sam_convex import synthetic
 from sam_convex.amg import DEFAULT_MIN_SOLIDITY, solidity
+from sam_convex.measures import iou
 
 
 def test_nonconvex_shapes_are_ragged_nonconvex_and_deterministic():
-    kinds, raw, truths = bench_amg_gate.nonconvex_shapes(2, seed=3)
-    again = bench_amg_gate.nonconvex_shapes(2, seed=3)
+    kinds, raw, truths = synthetic.nonconvex_shapes(2, seed=3)
+    again = synthetic.nonconvex_shapes(2, seed=3)
     assert kinds == ["ring"] * 2 + ["L"] * 2 + ["two_objects"] * 2
     assert raw.shape == truths.shape == (6, 256, 256) and raw.dtype == truths.dtype == bool
     assert np.array_equal(raw, again[1]) and np.array_equal(truths, again[2])

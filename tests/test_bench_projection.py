@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from eval import bench_projection
-from eval.metrics import iou
-
-from shapes import hull_gap
+from sam_convex.measures import hull_gap, iou
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +19,7 @@ def test_bench_targets_are_deterministic_soft_and_nonconvex():
     assert np.array_equal(a, b)
     assert 0 <= a.min() and a.max() <= 1
     assert all(hull_gap(t > 0.5) > 50 for t in a)  # bites, holes, islands
-    _, truths = bench_projection.damaged_objects(3, seed=1)
+    _, truths = bench_projection.scene_targets(3, seed=1)
     assert all(hull_gap(t) < hull_gap(m > 0.5) and iou(t, m > 0.5) > 0.8 for t, m in zip(truths, a))  # undamaged
 
 

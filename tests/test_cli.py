@@ -12,12 +12,12 @@ import pytest
 import torch
 from segment_anything.utils.amg import rle_to_mask
 
-from eval.metrics import iou
 from sam_convex import loading
 from sam_convex.__main__ import main
+from sam_convex.measures import hull_gap, iou
 from sam_convex.outlines import rasterize
+from sam_convex.synthetic import textured_scene
 
-from shapes import hull_gap, textured_scene
 from tiny_sam import tiny_sam
 from tiny_sam2 import tiny_sam2
 

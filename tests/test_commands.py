@@ -12,8 +12,7 @@ from eval import bench_projection
 from eval.corruptions import __main__ as corruptions
 from eval.scenes import write_scenes
 from sam_convex import __main__ as single_image
-
-from shapes import textured_scene
+from sam_convex.synthetic import textured_scene
 
 NO_GPU = not torch.cuda.is_available()
 

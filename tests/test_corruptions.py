@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from eval.corruptions import cluster, harness
+from eval.corruptions import cluster, harness, items
 from eval.corruptions.prompts import make_prompt
 from eval.datasets import Sample, load_dataset
 from eval.scenes import write_scenes
@@ -116,12 +116,12 @@ def test_empty_prediction_and_empty_gt_are_counted():
     gt[10:20, 10:20] = True
     proj = ConvexProjector()
     prompt = {"point_coords": np.array([[15.0, 15.0]]), "point_labels": np.array([1]), "box": None}
-    job = harness.Job(0, model, proj, {"a": prompt})
-    record, _masks = harness.evaluate_item(Sample("a", image, gt, None), "contrast", 5, job)
+    job = items.Job(0, model, proj, {"a": prompt})
+    record, _masks = items.evaluate_item(Sample("a", image, gt, None), "contrast", 5, job)
     assert record["iou"] == dict.fromkeys(harness.METHODS, 0.0)
     empty_gt = Sample("b", image, np.zeros_like(gt), None)
     no_prompt = {"point_coords": None, "point_labels": None, "box": None}
-    record, _ = harness.evaluate_item(empty_gt, "clean", 5, harness.Job(0, model, proj, {"b": no_prompt}))
+    record, _ = items.evaluate_item(empty_gt, "clean", 5, items.Job(0, model, proj, {"b": no_prompt}))
     assert record["iou"] == dict.fromkeys(harness.METHODS, 1.0)
 
 
@@ -135,7 +135,7 @@ def test_sam_path_feeds_full_resolution_logits():
     gt[10:30, 20:50] = True
     s = Sample("t", image, gt, None)
     prompt = make_prompt(s, "points+box", 2)
-    record, masks = harness.evaluate_item(s, "shot_noise", 5, harness.Job(0, model, ConvexProjector(), {"t": prompt}))
+    record, masks = items.evaluate_item(s, "shot_noise", 5, items.Job(0, model, ConvexProjector(), {"t": prompt}))
     assert all(m.shape == gt.shape and m.dtype == bool for m in masks.values())
     assert all(0.0 <= v <= 1.0 for v in record["iou"].values())
     assert record["area"]["raw"] > 0  # logit_scale makes the random SAM confident
@@ -268,7 +268,7 @@ def test_ray_gives_the_serial_bytes_and_reports_failed_items(data, tmp_path):
     that fails (an image too small to corrupt) is retried, reported, and the rest kept."""
     pytest.importorskip("ray")
     serial = small_run(data, tmp_path / "serial", severity="1-2")["csv"].read_bytes()
-    distributed = small_run(data, tmp_path / "ray", severity="1-2", ray=True)["csv"].read_bytes()
+    distributed = small_run(data, tmp_path / "ray", severity="1-2", executor=cluster.Ray())["csv"].read_bytes()
     assert distributed == serial
     # An item the command would refuse up front (an image below imagecorruptions' 32 px)
     # sent to the workers anyway: it fails there, is retried once, and is reported.
@@ -276,7 +276,7 @@ def test_ray_gives_the_serial_bytes_and_reports_failed_items(data, tmp_path):
     write_scenes(tiny, seed=0, n=1, size=(24, 24))
     (sample,) = load_dataset("convexitydb", str(tiny))
     (good,) = load_dataset("convexitydb", str(data), limit=1)
-    job = harness.Job(
+    job = items.Job(
         0,
         choose_segmenter("grabcut", None, None),
         ConvexProjector(),

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from eval.metrics import iou
 from sam_convex.grabcut import GrabCutPredictor, signed_distance
-
-from shapes import textured_scene
+from sam_convex.measures import iou
+from sam_convex.synthetic import textured_scene
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import torch.nn.functional as F
 from scipy.ndimage import binary_erosion
 from segment_anything import SamPredictor
 
-from eval.metrics import iou
 from sam_convex import ConvexProjector, SamConvexPredictor, loading
+from sam_convex.measures import hull_gap, iou
 
-from shapes import hull_gap
 from tiny_sam import random_image, tiny_sam
 
 H, W = 96, 160  # non-square on purpose: the model frame has padding at the bottom

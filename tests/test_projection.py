@@ -7,14 +7,12 @@ import torch
 from scipy.ndimage import gaussian_filter, label
 from skimage.morphology import convex_hull_image
 
-from eval.bench_projection import bench_targets
-from eval.bench_thin import SHAPES, line_mask, rectangle_mask
-from eval.metrics import iou
 from sam_convex import ConvexProjector, GradientProjector
-from sam_convex.polygon import best_start, block_lattice
+from sam_convex.measures import hull_gap, iou
+from sam_convex.polygon import best_start, block_lattice, pixel_weights
 from sam_convex.rendering import render_logits
-
-from shapes import disk, ellipse, hull_gap, polygon, rotated_rectangle
+from sam_convex.synthetic import THIN_SHAPES as SHAPES
+from sam_convex.synthetic import damaged_objects, disk, ellipse, line_mask, polygon, rectangle_mask, rotated_rectangle
 
 PROJECTOR = ConvexProjector()
 
@@ -165,7 +163,8 @@ def test_thin_and_tiny_targets_come_back_exactly(n):
 
 @pytest.fixture(scope="module")
 def damaged():
-    return bench_targets(8, 0)
+    """Convex shapes damaged like a segmenter's output (float32 (8, 256, 256))."""
+    return damaged_objects(list(CONVEX.values()), 8, seed=0)[0]
 
 
 def test_never_worse_than_the_start_or_the_empty_set(damaged):
@@ -174,7 +173,7 @@ def test_never_worse_than_the_start_or_the_empty_set(damaged):
         assert loss <= (p**2).mean() + 1e-7  # the empty set
         rows, cols = np.nonzero(p > 0.5)
         r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        w = 1.0 - 2.0 * p[r0:r1, c0:c1].astype(np.float64)
+        w = pixel_weights(p[r0:r1, c0:c1])
         _, _, (th, h, _) = best_start(p[r0:r1, c0:c1] > 0.5, w, block_lattice(w, 64), 24, 8)
         yy, xx = np.mgrid[: r1 - r0, : c1 - c0]
         x, y = xx + 0.5 - (c1 - c0) / 2, yy + 0.5 - (r1 - r0) / 2
@@ -249,10 +248,9 @@ def test_bad_settings_raise_where_given(kwargs):
         ConvexProjector(**kwargs)
 
 
-def test_settings_of_the_old_gradient_fit_warn_and_do_nothing():
-    with pytest.warns(DeprecationWarning, match="GradientProjector"):
-        old = ConvexProjector(steps=200, lr=0.03, seed=4)
-    assert old == ConvexProjector()
+def test_settings_of_the_gradient_fit_are_refused_by_name():
+    with pytest.raises(TypeError, match=r"lr, seed, steps=.*GradientProjector"):
+        ConvexProjector(steps=200, lr=0.03, seed=4)
 
 
 def test_render_size_is_checked(convex_fit):

@@ -7,6 +7,7 @@ from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 from sam_convex import ConvexityRegularizer
+from sam_convex.measures import hull_gap
 
 
 def c_shape(size: int = 40) -> np.ndarray:
@@ -15,12 +16,6 @@ def c_shape(size: int = 40) -> np.ndarray:
     c = size / 2
     r = np.hypot(yy - c, xx - c)
     return (r < 0.4 * size) & (r > 0.2 * size) & ~((xx > c) & (np.abs(yy - c) < 0.13 * size))
-
-
-def hull_gap(mask: np.ndarray) -> float:
-    """Fraction of the convex hull not covered by the mask (0 for convex masks)."""
-    hull = convex_hull_image(mask)
-    return float((hull & ~mask).sum() / max(hull.sum(), 1))
 
 
 def test_gradient_reaches_p_and_icnn():
@@ -149,8 +144,7 @@ def test_bad_input_raises(bad, match):
         ({"image_size": (8, 8), "grid": True}, "grid"),
         ({"image_size": (8, 8), "sharpness": float("nan")}, "sharpness"),
         ({"image_size": (8, 8), "num_maps": 0}, "num_maps"),
-        ({"image_size": (8, 8), "width": 8, "width_hidden": 16}, "once"),
-        ({"image_size": 64}, "both sides"),
+        ({"image_size": 64}, r"\(H, W\)"),
     ],
 )
 def test_bad_settings_raise(kwargs, match):
@@ -165,14 +159,10 @@ def test_render_size_is_checked():
     assert reg.render(3, 5).shape == (1, 3, 5)
 
 
-def test_old_signature_still_works_and_warns():
-    new = ConvexityRegularizer((16, 20), num_maps=2, width=8, seed=3)
-    with pytest.warns(DeprecationWarning, match="deprecated"):
-        positional = ConvexityRegularizer(16, 20, 2, 8, seed=3)
-    with pytest.warns(DeprecationWarning):
-        keywords = ConvexityRegularizer(height=16, width=20, num_maps=2, width_hidden=8, seed=3)
-    for old in (positional, keywords):
-        assert old.image_size == (16, 20) and old.icnn.width == 8 and old.num_maps == 2
-        assert all(torch.equal(a, b) for a, b in zip(old.parameters(), new.parameters()))
-    with pytest.warns(DeprecationWarning, match="render"):
-        assert torch.equal(new.mask(), new.masks)
+def test_the_unpublished_0_1_signature_is_refused():
+    """0.1 took (height, width=image width, ..., width_hidden); it was never published,
+    so it is refused rather than reinterpreted."""
+    with pytest.raises(TypeError):
+        ConvexityRegularizer(16, 20, 2, 8)
+    with pytest.raises(TypeError, match="width_hidden"):
+        ConvexityRegularizer((16, 20), width_hidden=8)

@@ -18,8 +18,8 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTra
 
 from sam_convex import ConvexProjector, SamConvexPredictor
 from sam_convex.amg import SamConvexAutomaticMaskGenerator
+from sam_convex.measures import hull_gap
 
-from shapes import hull_gap
 from tiny_sam import random_image
 from tiny_sam2 import tiny_sam2
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from eval.metrics import iou
 from eval.scribbles import cpu, harness, report, tune
 from eval.scribbles.__main__ import main
 from eval.scribbles.features import EMBEDMAP, STANDIN, load_embedmap, pca_reduce, semantic_features, standin_features
 from eval.scribbles.harness import downsample_scribbles, stack_inputs
 from eval.scribbles.nets import TrainConfig, initial_shape, make_predictor, scribble_bce, train_pair
+from sam_convex.measures import iou
 
 
 def generated_scene(h: int = 48, w: int = 64, seed: int = 0):

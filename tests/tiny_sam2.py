@@ -4,11 +4,12 @@ sam2's Hiera-tiny config at a 128-pixel frame instead of 1024: the same modules 
 code paths as the official model (Hiera trunk, FPN neck, high-resolution features,
 SAM 2 prompt encoder and mask decoder), 64 times fewer pixels, so `set_image` takes well
 under a second on one CPU thread.
+
+sam2 is an optional extra: a test that builds one is skipped where sam2 is missing.
 """
 
+import pytest
 import torch
-from sam2.build_sam import build_sam2
-from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 
@@ -20,6 +21,7 @@ def tiny_sam2(image_size: int = 128, seed: int = 0, logit_scale: float = 30.0):
     give logits within about +-0.4, i.e. probabilities near 0.5 everywhere; scaled, the
     masks have clear insides and outsides like a trained model's.
     """
+    build_sam2 = pytest.importorskip("sam2.build_sam").build_sam2
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_sam2(
@@ -32,10 +34,10 @@ def tiny_sam2(image_size: int = 128, seed: int = 0, logit_scale: float = 30.0):
     return model.eval()
 
 
-def sam2_image_predictor(model, **kwargs) -> SAM2ImagePredictor:
+def sam2_image_predictor(model, **kwargs):
     """sam2's own SAM2ImagePredictor for `model`, with the backbone feature sizes of the
     model's frame (the predictor hard-codes those of a 1024 frame)."""
-    predictor = SAM2ImagePredictor(model, **kwargs)
+    predictor = pytest.importorskip("sam2.sam2_image_predictor").SAM2ImagePredictor(model, **kwargs)
     s = model.image_size // model.backbone_stride
     predictor._bb_feat_sizes = [(4 * s, 4 * s), (2 * s, 2 * s), (s, s)]
     return predictor

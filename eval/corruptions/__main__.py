@@ -6,9 +6,11 @@ import json
 import sys
 
 from eval.corruptions.corrupt import CORRUPTION_SETS, corruption_names
-from eval.corruptions.harness import PROJECTORS, parse_severities, run
+from eval.corruptions.harness import parse_severities, run
+from eval.corruptions.items import Serial
 from eval.corruptions.prompts import PROMPTS
 from eval.datasets import DATASETS
+from sam_convex.projectors import PROJECTORS
 from sam_convex.segmenters import SEGMENTERS
 from sam_convex.validation import CommandLineParser
 
@@ -140,13 +142,22 @@ def main(argv: list[str] | None = None) -> int:
             fresh=args.fresh,
             num_points=args.num_points,
             projector=args.projector,
-            ray=args.ray,
-            ray_gpus_per_worker=args.ray_gpus_per_worker,
+            executor=executor(args),
         )
     except (OSError, ValueError, RuntimeError) as err:  # bad data, paths, devices, checkpoints, failed items
         parser.fail(err)
     print_summary(paths)
     return 0
+
+
+def executor(args):
+    """Where items are computed: on Ray with --ray (an optional extra, imported only
+    then), else here."""
+    if not args.ray:
+        return Serial()
+    from eval.corruptions import cluster
+
+    return cluster.Ray(None if args.ray is True else args.ray, args.ray_gpus_per_worker)
 
 
 def print_summary(paths: dict) -> None:

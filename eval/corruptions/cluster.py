@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from eval.corruptions.harness import Job, evaluate_item
+from eval.corruptions.items import Finished, Job, evaluate_item
 
 try:
     import ray
@@ -135,3 +135,37 @@ def evaluate(items: list, job: Job, gpus_per_worker: float, finished: Callable) 
             finished(*item, record, masks)
         submit(index)
     return failed
+
+
+class Ray:
+    """The executor that computes items on Ray (for `harness.run(executor=...)`).
+
+    Args:
+        address: a Ray cluster's address; None: $RAY_ADDRESS, else a local Ray started
+            for the run.
+        gpus_per_worker: > 0: one worker per that share of the cluster's GPUs, each
+            moving the model there; 0: one worker per CPU.
+    Entering joins the cluster (and checks that it has the GPUs asked for), leaving
+    stops or leaves it.
+    """
+
+    name = "ray"
+    loads_model_here = False  # workers place the model themselves
+
+    def __init__(self, address: str | None = None, gpus_per_worker: float = 0.0) -> None:
+        self.address, self.gpus_per_worker = address, gpus_per_worker
+
+    def __enter__(self) -> Ray:
+        connect(self.address)
+        try:
+            worker_count(self.gpus_per_worker)  # no GPUs for GPU workers: say so now
+        except ValueError:
+            disconnect()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        disconnect()
+
+    def evaluate(self, items: list, job: Job, finished: Finished) -> list[tuple[tuple, str]]:
+        return evaluate(items, job, self.gpus_per_worker, finished)

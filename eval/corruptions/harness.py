@@ -1,13 +1,9 @@
-"""The corruption benchmark's run: items, per-item evaluation, cache, tables.
+"""The corruption benchmark's run: the plan of items, the cache, the report.
 
-One item is (image, condition, severity): the image under one condition (clean, or a
-corruption at a severity) is segmented once from the sample's prompt, and every method
-post-processes that same output (see `METHODS`). A clean item does not depend on the
-severity and is computed once per run. `evaluate_item` is pure (everything random is
-seeded from the run's seed, the image, the condition and the role), so an item's record
-does not depend on which process, machine or run computes it: `run` reads finished
-items from the cache, computes the rest here or on a Ray cluster
-(`eval.corruptions.cluster`), writes each result as it arrives, and writes the report.
+`run` reads finished items from the cache, hands the rest to an executor (computed
+here by `items.Serial`, or on Ray by `cluster.Ray`: the caller's choice), caches each
+result as it arrives, and writes the report (`report`). What one item computes is in
+`items`; what is compared, in `methods`.
 """
 
 from __future__ import annotations
@@ -19,115 +15,41 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 import sam_convex
 from eval import runs
 from eval.corruptions import report
-from eval.corruptions.corrupt import ALL_CORRUPTIONS, CORRUPTIONS, SEVERITIES, corrupt
-from eval.corruptions.prompts import PROMPTS, has_positive, make_prompt
+from eval.corruptions.corrupt import ALL_CORRUPTIONS, CORRUPTIONS, SEVERITIES
+from eval.corruptions.items import CLEAN, Finished, Job, Serial, condition_image
+from eval.corruptions.methods import METHODS
+from eval.corruptions.prompts import PROMPTS, make_prompt
 from eval.datasets import DATASETS, Sample, load_dataset
-from eval.metrics import iou
-from sam_convex import ConvexProjector, GradientProjector, baselines, validation
+from sam_convex import ConvexProjector, GradientProjector, validation
+from sam_convex.projectors import make_projector
 from sam_convex.segmenters import Segmenter, choose_segmenter
 
-# The segmenter's mask, every post-processing of sam_convex.baselines, and proj_S.
-METHODS = ("raw", "remove_small", "convex_hull", "largest_component", "largest_component_hull", "proj_S")
-CLEAN = "clean"
 CACHE_VERSION = 2
 GRID_IMAGES = 3  # images whose masks are kept for the qualitative figure
-EMPTY_LOGIT = -20.0  # the prediction when the prompt has nothing positive
-PROJECTORS = ("polygon", "gradient")
 MIN_SIDE = 32  # imagecorruptions' smallest image side
 
 
-@dataclass
-class Job:
-    """What every item of a run shares (shipped once to each Ray worker)."""
+class Executor(Protocol):
+    """Computes items (`items.Serial`, `cluster.Ray`); a context manager that holds
+    its workers while entered."""
 
-    seed: int
-    segmenter: Segmenter
-    projector: ConvexProjector | GradientProjector
-    prompts: dict[str, dict]  # image name -> prompt
+    name: str  # as the report names it
+    loads_model_here: bool  # False: workers place the model themselves
 
+    def __enter__(self) -> Executor: ...
 
-def condition_image(sample: Sample, condition: str, severity: int, seed: int) -> np.ndarray:
-    """The (H, W, 3) uint8 image the predictor sees under `condition` (seeded)."""
-    if condition == CLEAN:
-        return sample.image
-    return corrupt(sample.image, condition, severity, runs.derive_seed(seed, sample.name, condition, "corruption"))
+    def __exit__(self, *exc) -> None: ...
 
-
-def segment(
-    sample: Sample, image: np.ndarray, condition: str, seed: int, segmenter: Segmenter, prompt: dict, projector
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Run the convex drop-in predictor once on `image` (one mask per prompt).
-
-    Returns:
-        the segmenter's raw (H, W) float32 logits, the (H, W) bool proj_S mask, and the
-        projection's distance.
-    """
-    if not has_positive(prompt):  # nothing to point at: the prediction is empty
-        logits = np.full(sample.gt.shape, EMPTY_LOGIT, np.float32)
-        fit = projector.fit(logits, logits=True)
-        return logits, fit.masks[0].cpu().numpy(), float(fit.losses[0])
-    predictor = segmenter.convex_predictor(projector, seed=runs.derive_seed(seed, sample.name, condition, "predictor"))
-    predictor.set_image(image)
-    masks, _, _ = predictor.predict(**prompt, multimask_output=False)
-    raw = np.asarray(torch.as_tensor(predictor.last_sam_logits).cpu(), dtype=np.float32).reshape(sample.gt.shape)
-    return raw, np.asarray(masks[0]) > 0, float(predictor.last_fit.losses[0])
-
-
-def seeded(projector, seed: int):
-    """The projector with `seed` when it draws random numbers (`GradientProjector`);
-    `ConvexProjector`'s polygon fit uses none."""
-    names = {f.name for f in dataclasses.fields(projector)}
-    return dataclasses.replace(projector, seed=seed) if "seed" in names else projector
-
-
-def evaluate_item(sample: Sample, condition: str, severity: int, job: Job) -> tuple[dict, dict]:
-    """Corrupt one image, segment it once (raw logits and proj_S), post-process the raw
-    mask with the baselines, score every method.
-
-    Returns:
-        (record, masks): record is JSON-able (ious, areas, seeds, timings); masks maps
-        method -> (H, W) bool.
-    """
-    timings = {}
-    t0 = time.perf_counter()
-    image = condition_image(sample, condition, severity, job.seed)
-    timings["corrupt"] = time.perf_counter() - t0
-
-    seeds = {m: runs.derive_seed(job.seed, sample.name, condition, m) for m in METHODS}
-    t0 = time.perf_counter()
-    projector = seeded(job.projector, seeds["proj_S"])
-    logits, convex, proj_loss = segment(
-        sample, image, condition, job.seed, job.segmenter, job.prompts[sample.name], projector
-    )
-    timings["predict_and_project"] = time.perf_counter() - t0
-
-    raw = logits > 0
-    t0 = time.perf_counter()
-    masks = {"raw": raw, "proj_S": convex}
-    for method in METHODS[1:-1]:
-        masks[method] = getattr(baselines, method)(raw)
-    timings["baselines"] = time.perf_counter() - t0
-    record = {
-        "image": sample.name,
-        "condition": condition,
-        "severity": 0 if condition == CLEAN else severity,
-        "iou": {m: iou(masks[m], sample.gt) for m in METHODS},
-        "area": {m: int(masks[m].sum()) for m in METHODS},
-        "gt_area": int(sample.gt.sum()),
-        "seeds": seeds,
-        "proj_loss": proj_loss,
-        "time_s": timings,
-    }
-    return record, masks
+    def evaluate(self, items: list, job: Job, finished: Finished) -> list: ...
 
 
 # ---------------------------------------------------------------------------- cache
@@ -270,15 +192,14 @@ def parse_severities(text: str | int | Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
-def make_projector(projector, device: str | None):
-    """A projector object for `run`'s `projector` argument (objects pass through)."""
+def projector_for(projector, device: str | None):
+    """A projector object for `run`'s `projector` argument (objects pass through): one
+    thread wherever the fit runs on the CPU (the polygon fit always does), where one
+    thread per item is fastest."""
     if not isinstance(projector, str):
         return projector
-    validation.choice("projector", projector, PROJECTORS)
-    if projector == "polygon":  # runs on the CPU, where one thread is fastest
-        return ConvexProjector(device=device, threads=1)
     on_cpu = validation.device("device", device) in (None, torch.device("cpu")) and not torch.cuda.is_available()
-    return GradientProjector(device=device, threads=1 if on_cpu else None)
+    return make_projector(projector, device=device, threads=1 if projector == "polygon" or on_cpu else None)
 
 
 def check_corruptible(samples: list[Sample]) -> None:
@@ -322,8 +243,7 @@ def run(
     num_points: int = 3,
     projector: ConvexProjector | GradientProjector | str | None = None,
     segmenter: Segmenter | None = None,
-    ray: str | bool | None = None,
-    ray_gpus_per_worker: float = 0.0,
+    executor: Executor | None = None,
     on_item: Callable[[dict], None] | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
@@ -336,8 +256,9 @@ def run(
             it takes one).
         segmenter: an already loaded `Segmenter` (then model/checkpoint/config are
             not used).
-        ray: None/False: compute here; True: on a local Ray started for the run; an
-            address: on that Ray cluster.
+        executor: computes the items that are not cached: `items.Serial()` (default:
+            here) or `cluster.Ray(address, gpus_per_worker)`; entered (started) after
+            the settings are checked and left when the run ends.
         on_item: called with each item's record after it is computed and cached.
         progress: show a tqdm progress bar.
     Returns:
@@ -347,18 +268,14 @@ def run(
     severities, corruptions = parse_severities(severity), tuple(corruptions)
     check_settings(corruptions, prompt, dataset)
     runs.check_writable(out)
-    cluster = None
-    if ray:  # Ray is an optional extra: imported only when asked for, and reached before any compute
-        from eval.corruptions import cluster
-
-        cluster.connect(None if ray is True else ray)
-        cluster.worker_count(ray_gpus_per_worker)  # no GPUs for GPU workers: say so now
-    try:
+    executor = executor or Serial()
+    with executor:  # a cluster is joined here, before any compute, and left at the end
         samples = load_dataset(dataset, data, limit=limit, seed=seed)
         check_corruptible(samples)
-        # On Ray, workers place the model themselves: load it on the CPU here.
-        chosen = segmenter or choose_segmenter(model, checkpoint, config, device="cpu" if cluster else device)
-        projector = make_projector(projector or "polygon", device)
+        # Where workers place the model themselves, it is loaded on the CPU here.
+        here = device if executor.loads_model_here else "cpu"
+        chosen = segmenter or choose_segmenter(model, checkpoint, config, device=here)
+        projector = projector_for(projector or "polygon", device)
         plan = Plan(
             severities=severities,
             conditions=[CLEAN, *dict.fromkeys(corruptions)],  # in the order given (a set's own order)
@@ -368,11 +285,8 @@ def run(
             out=Path(out),
             describe=dict(dataset=dataset, data=data, prompt=prompt, num_points=num_points),
         )
-        results, computed = collect(plan, fresh, cluster, ray_gpus_per_worker, on_item, progress)
-    finally:
-        if cluster is not None:
-            cluster.disconnect()
-    return write_outputs(plan, results, computed, "ray" if cluster else "serial", time.perf_counter() - started)
+        results, computed = collect(plan, fresh, executor, on_item, progress)
+    return write_outputs(plan, results, computed, executor.name, time.perf_counter() - started)
 
 
 @dataclass
@@ -418,19 +332,19 @@ def write_outputs(plan: Plan, results: dict, computed: int, executor: str, wall_
     )
     table = dict(seed=job.seed, segmenter=job.segmenter, dataset=d["dataset"], prompt=d["prompt"])
     if len(plan.severities) > 1:
-        df = results_table(records, **table)
+        df = report.results_table(records, **table)
         return report.write_sweep_report(df, plan.conditions, plan.severities, plan.out, meta)
     severity = plan.severities[0]
-    df = results_table(records, severity=severity, **table)
+    df = report.results_table(records, severity=severity, **table)
     by_name = {s.name: s for s in plan.samples}
     grid = {(s.name, c): results[(s.name, c, v)][1] for s, c, v in plan.items if s.name in plan.grid_names}
     grid_images = {k: condition_image(by_name[k[0]], k[1], severity, job.seed) for k in grid}
     return report.write_report(df, plan.conditions, plan.out, severity, meta, plan.samples, grid, grid_images)
 
 
-def collect(plan: Plan, fresh: bool, cluster, ray_gpus_per_worker: float, on_item, progress: bool) -> tuple[dict, int]:
-    """Every item's (record, masks or None), from the cache or computed (here, or on
-    Ray). Each computed item is cached as soon as it arrives. Returns (results keyed by
+def collect(plan: Plan, fresh: bool, executor: Executor, on_item, progress: bool) -> tuple[dict, int]:
+    """Every item's (record, masks or None), from the cache or computed by `executor`.
+    Each computed item is cached as soon as it arrives. Returns (results keyed by
     (image, condition, severity), number computed)."""
     items, cache, want_masks, job = plan.items, plan.cache, plan.grid_names, plan.job
     results, pending = {}, []
@@ -458,41 +372,9 @@ def collect(plan: Plan, fresh: bool, cluster, ray_gpus_per_worker: float, on_ite
         if on_item is not None:
             on_item(record)
 
-    if cluster is not None and pending:
-        failed = cluster.evaluate(pending, job, ray_gpus_per_worker, finished)
-    else:
-        failed = []
-        for sample, condition, severity in pending:
-            finished(sample, condition, severity, *evaluate_item(sample, condition, severity, job))
+    failed = executor.evaluate(pending, job, finished) if pending else []
     bar.close()
     if failed:
         names = "; ".join(f"{s.name} {c} severity {v}: {err}" for (s, c, v), err in failed[:5])
         raise RuntimeError(f"{len(failed)} item(s) failed twice (the rest is cached; rerun to retry): {names}")
     return results, len(pending)
-
-
-def results_table(
-    records: list[dict], seed: int, segmenter: Segmenter, dataset: str, prompt: str, severity: int | None = None
-) -> pd.DataFrame:
-    """One row per (image, condition, severity, method). With `severity`, every row gets
-    it (clean included: a one-severity report); else clean rows have severity 0."""
-    rows = [
-        {
-            "image": r["image"],
-            "condition": r["condition"],
-            "severity": severity if severity is not None else r["severity"],
-            "method": m,
-            "iou": r["iou"][m],
-            "seed": r["seeds"][m],
-            "base_seed": seed,
-            "model": segmenter.kind,
-            "checkpoint": segmenter.checkpoint,
-            "dataset": dataset,
-            "prompt": prompt,
-            "pred_area": r["area"][m],
-            "gt_area": r["gt_area"],
-        }
-        for r in records
-        for m in METHODS
-    ]
-    return pd.DataFrame(rows)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -39,6 +40,7 @@ from matplotlib.lines import Line2D
 
 from eval import runs
 from eval.corruptions.corrupt import CORRUPTION_SETS
+from eval.corruptions.methods import METHODS, method_labels
 from eval.metrics import TIE, bootstrap_ci, mean_table, paired_delta, paired_summary
 
 # Column titles in the paper's order and naming.
@@ -72,26 +74,34 @@ POSTER_IOU = {
     "SAM": [0.728, 0.563, 0.649, 0.646, 0.533, 0.630, 0.625, 0.733, 0.719],
     "proj_S(SAM)": [0.741, 0.582, 0.660, 0.652, 0.550, 0.637, 0.636, 0.743, 0.732],
 }
-COLORS = {
-    "raw": "tab:red",
-    "remove_small": "tab:orange",
-    "convex_hull": "tab:gray",
-    "largest_component": "tab:olive",
-    "largest_component_hull": "tab:purple",
-    "proj_S": "tab:blue",
+# The CSV's columns, in order, each as its value for one (record, method) of a run:
+# a record is `items.evaluate_item`'s, `run` holds the run's seed, segmenter, dataset,
+# prompt and severity (None: each record's own; clean rows then have severity 0).
+Column = Callable[[dict, str, dict], object]
+COLUMNS: dict[str, Column] = {
+    "image": lambda r, m, run: r["image"],
+    "condition": lambda r, m, run: r["condition"],
+    "severity": lambda r, m, run: r["severity"] if run["severity"] is None else run["severity"],
+    "method": lambda r, m, run: m,
+    "iou": lambda r, m, run: r["iou"][m],
+    "seed": lambda r, m, run: r["seeds"][m],
+    "base_seed": lambda r, m, run: run["seed"],
+    "model": lambda r, m, run: run["segmenter"].kind,
+    "checkpoint": lambda r, m, run: run["segmenter"].checkpoint,
+    "dataset": lambda r, m, run: run["dataset"],
+    "prompt": lambda r, m, run: run["prompt"],
+    "pred_area": lambda r, m, run: r["area"][m],
+    "gt_area": lambda r, m, run: r["gt_area"],
 }
 
 
-def method_labels(model_label: str) -> dict[str, str]:
-    """Display names of the methods, e.g. {"raw": "SAM", "proj_S": "proj_S(SAM)"}."""
-    return {
-        "raw": model_label,
-        "remove_small": f"remove_small({model_label})",
-        "convex_hull": f"hull({model_label})",
-        "largest_component": f"largest_component({model_label})",
-        "largest_component_hull": f"hull(largest_component({model_label}))",
-        "proj_S": f"proj_S({model_label})",
-    }
+def results_table(
+    records: list[dict], seed: int, segmenter, dataset: str, prompt: str, severity: int | None = None
+) -> pd.DataFrame:
+    """The CSV: one row per (record, method) with the COLUMNS. With `severity`, every
+    row gets it (clean included: a one-severity report); else clean rows have severity 0."""
+    run = dict(seed=seed, segmenter=segmenter, dataset=dataset, prompt=prompt, severity=severity)
+    return pd.DataFrame([{c: value(r, m, run) for c, value in COLUMNS.items()} for r in records for m in METHODS])
 
 
 def run_metadata(
@@ -181,8 +191,7 @@ def write_report(
     }
     df.to_csv(paths["csv"], index=False, float_format="%.6f")
     paths["meta"].write_text(json.dumps(meta, indent=2))
-    methods = list(method_labels("").keys())
-    means = mean_table(df, methods, conditions)
+    means = mean_table(df, list(METHODS), conditions)
     delta = paired_delta(df, "proj_S", "raw", conditions, seed=meta["seed"])
     paths["markdown"].write_text(markdown(means, delta, conditions, meta))
     plot_bars(means, conditions, meta, paths["bars"])
@@ -277,7 +286,7 @@ def plot_bars(means: pd.DataFrame, conditions: list[str], meta: dict, path: Path
             means.loc[method].to_numpy(),
             width,
             label=labels[method],
-            color=COLORS.get(method),
+            color=METHODS[method].colour,
         )
     ax.set_xticks(x, [TITLES.get(c, c) for c in conditions])
     ax.set_ylabel("mean IoU")
@@ -487,7 +496,7 @@ def plot_curves(df: pd.DataFrame, conditions: list[str], severities: tuple[int, 
     corrupted = conditions[1:]
     cols = min(4, len(corrupted))
     rows = -(-len(corrupted) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows + 1.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows + 1.0), squeeze=False, sharey=True)
     xs = [0, *severities]
     clean = df[df["severity"] == 0]
     for ax, condition in zip(axes.flat, corrupted):
@@ -497,20 +506,40 @@ def plot_curves(df: pd.DataFrame, conditions: list[str], severities: tuple[int, 
             points += [sub[(sub["method"] == m) & (sub["severity"] == s)].iou.to_numpy() for s in severities]
             means = [p.mean() for p in points]
             bands = [bootstrap_ci(p, seed=meta["seed"], n_resamples=2000) for p in points]
-            ax.plot(xs, means, marker="o", ms=3, color=COLORS.get(m), label=labels[m])
-            ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=COLORS.get(m), alpha=0.12)
+            ax.plot(xs, means, marker="o", ms=3, color=METHODS[m].colour, label=labels[m])
+            ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=METHODS[m].colour, alpha=0.12)
         ax.set_title(TITLES.get(condition, condition), fontsize=9)
         ax.set_xticks(xs, ["clean", *map(str, severities)], fontsize=7)
         ax.set_ylim(0, 1)
-    for ax in list(axes.flat)[len(corrupted) :]:
+    spare = list(axes.flat)[len(corrupted) :]
+    for ax in spare:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=min(6, len(methods)), fontsize=8, frameon=False)
+    height = fig.get_figheight()
+    title_y = 1 - 0.12 / height  # inches from the top, whatever the number of rows
     fig.suptitle(
         f"Mean IoU vs severity (band: 95% bootstrap CI over images): {meta['model']} "
         f"(checkpoint {Path(meta['checkpoint']).name}) on {meta['dataset']}, {meta['images']} images, "
         f"seed {meta['seed']}",
         fontsize=10,
-        y=0.995,
+        y=title_y,
+        va="top",
     )
-    save_figure(fig, meta, path, rect=(0, 0.04, 1, 0.93), dpi=100)
+    if spare:  # the legend fills an empty cell of the grid
+        spare[0].legend(handles, names, loc="center", fontsize=8, frameon=False)
+        top = 1 - 0.45 / height
+    else:  # or a band under the title
+        fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / height), ncol=3, fontsize=8)
+        top = 1 - 1.0 / height
+    save_figure(fig, meta, path, rect=(0, 0.45 / height, 1, top), dpi=100)
+
+
+def redraw_sweep_curves(out: str | Path) -> Path:
+    """Redraw corruptions_sweep_curves.png in `out` from the sweep's CSV and metadata
+    JSON there (no item is recomputed; the figure keeps the run's provenance)."""
+    stem = Path(out) / "corruptions_sweep"
+    df = pd.read_csv(stem.with_suffix(".csv"))
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    path = Path(f"{stem}_curves.png")
+    plot_curves(df, list(dict.fromkeys(df["condition"])), tuple(meta["severities"]), meta, path)
+    return path

@@ -20,13 +20,13 @@ from eval.scribbles.harness import (
     GRADIENT_STEPS,
     NETS,
     PAPER_FEATURES,
-    PROJECTORS,
     SCENES_SPLITS,
     SPLITS,
     Settings,
     run,
 )
 from eval.scribbles.nets import TrainConfig
+from sam_convex.projectors import PROJECTORS
 
 PROG = "python -m eval.scribbles"
 

@@ -40,6 +40,7 @@ from eval.scribbles.features import resize_channels, semantic_features
 from eval.scribbles.nets import TrainConfig, train_pair
 from sam_convex.gradient import GradientProjector
 from sam_convex.projection import ConvexProjector, grid_coords, limit_threads
+from sam_convex.projectors import PROJECTORS, make_projector
 
 FEATURE_SETS = {  # name -> input channel groups
     "rgb+sem": ("rgb", "sem"),
@@ -49,7 +50,6 @@ FEATURE_SETS = {  # name -> input channel groups
 }
 PAPER_FEATURES = ("rgb+sem", "rgb+xy+sem")
 NETS = ("cnn", "fcn")
-PROJECTORS = ("polygon", "gradient")  # ConvexProjector (exact polygon fit), GradientProjector
 GRADIENT_STEPS = 300  # GradientProjector's Adam steps here (its own default is 120; best of two on dev)
 # The scenes benchmark's splits: split -> (generation seed, number of scenes). The joint
 # schedule was first developed on seed-0 scenes, so those are the dev split; the test
@@ -315,13 +315,11 @@ def numerics_label() -> str:
 # ---------------------------------------------------------------- one item
 
 
-def make_projector(kind: str, steps: int | None, seed: int) -> ConvexProjector | GradientProjector:
-    """proj_S of both modes: 'polygon' is `ConvexProjector` (the exact polygon fit, no
-    randomness), 'gradient' is `GradientProjector` (Adam, `steps` or `GRADIENT_STEPS`,
-    seeded)."""
-    if kind == "polygon":
-        return ConvexProjector()
-    return GradientProjector(steps=GRADIENT_STEPS if steps is None else steps, seed=seed)
+def scribble_projector(kind: str, steps: int | None, seed: int) -> ConvexProjector | GradientProjector:
+    """proj_S of both modes (`sam_convex.projectors`): the gradient fit here takes
+    `steps` or GRADIENT_STEPS Adam steps; the seed goes where the projector takes one."""
+    settings = {"steps": GRADIENT_STEPS if steps is None else steps} if kind == "gradient" else {}
+    return make_projector(kind, seed=seed, **settings)
 
 
 def train_item(
@@ -540,7 +538,7 @@ def collect(settings: Settings) -> Results:
                         seed = runs.derive_seed(settings.seed, sample.name, net, features, str(k))
                         item, arrays, from_cache = trained(inputs, split, net, features, seed)
                         cached += from_cache
-                        projector = make_projector(settings.projector, settings.projector_steps, seed)
+                        projector = scribble_projector(settings.projector, settings.projector_steps, seed)
                         masks, project_s = score_masks(sample, arrays, projector)
                         if idx < settings.figure_images and (net, features, k) == (fig_net, fig_features, 0):
                             fig_masks[sample.name] = masks
@@ -582,7 +580,9 @@ def run(settings: Settings, command: str = "") -> pd.DataFrame:
 def settings_text(settings: Settings) -> dict[str, str]:
     """Every setting of both procedures, as report lines."""
     cfg = settings.train
-    projector = repr(make_projector(settings.projector, settings.projector_steps, 0)).replace("seed=0", "seed=<item's>")
+    projector = repr(scribble_projector(settings.projector, settings.projector_steps, 0)).replace(
+        "seed=0", "seed=<item's>"
+    )
     return {
         "both modes": f"{cfg.steps} Adam steps (lr {cfg.lr}) on class-balanced scribble BCE, input at "
         f"{settings.size} px on the longer side, predictor width 16",
