@@ -208,6 +208,20 @@ def markdown(r: dict) -> str:
         "the truth (share of masks projected). Balanced = (convex damaged + non-convex) / 2, the two kinds the "
         "gate must tell apart; convex ragged shows what the gate costs on clean masks.",
     ]
+    lines += gate_tables(r) + seed_table(r) + percentile_table(r)
+    lines += ["", "## The default", "", *choice_text(r)]
+    lines += [
+        "",
+        "Batched fit per group (1 thread): "
+        + ", ".join(f"{g}: {len(r['per_mask'][g]['iou_raw'])} masks in {s:.2f} s" for g, s in r["fit_seconds"].items())
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def gate_tables(r: dict) -> list[str]:
+    """Per gate: mean IoU and share projected per group and threshold."""
+    lines = []
     for gate, table in r["tables"].items():
         what = (
             "area / convex-hull area of the whole mask"
@@ -227,37 +241,43 @@ def markdown(r: dict) -> str:
             cells = [f"{row[g]:.3f} ({row[g + ':projected']:.0%})" for g in GROUPS]
             mark = " **best**" if row == r["best"][gate] else ""
             lines.append(f"| {label(row['threshold'])}{mark} | " + " | ".join(cells) + f" | {row['balanced']:.3f} |")
+    return lines
+
+
+def seed_table(r: dict) -> list[str]:
+    """The balanced score of every threshold on every measured seed (none for one seed)."""
+    lines = []
     seeds = list(r["balanced_by_seed"])
-    if len(seeds) > 1:
-        lines += [
-            "",
-            "## Balanced score by seed",
-            "",
-            f"The same measurement on fresh masks of seeds {', '.join(seeds)} (same sizes); per gate the balanced "
-            "score of each seed, then their mean.",
-            "",
-            "| threshold | " + " | ".join(f"{g}: seeds {', '.join(seeds)} (mean)" for g in GATES) + " |",
-            "|---" * (1 + len(GATES)) + "|",
+    if len(seeds) <= 1:
+        return []
+    lines += [
+        "",
+        "## Balanced score by seed",
+        "",
+        f"The same measurement on fresh masks of seeds {', '.join(seeds)} (same sizes); per gate the balanced "
+        "score of each seed, then their mean.",
+        "",
+        "| threshold | " + " | ".join(f"{g}: seeds {', '.join(seeds)} (mean)" for g in GATES) + " |",
+        "|---" * (1 + len(GATES)) + "|",
+    ]
+    for i, t in enumerate(r["thresholds"]):
+        cells = [
+            ", ".join(f"{r['balanced_by_seed'][s][g][i]:.4f}" for s in seeds) + f" ({seed_mean(r, g)[i]:.4f})"
+            for g in GATES
         ]
-        for i, t in enumerate(r["thresholds"]):
-            cells = [
-                ", ".join(f"{r['balanced_by_seed'][s][g][i]:.4f}" for s in seeds) + f" ({seed_mean(r, g)[i]:.4f})"
-                for g in GATES
-            ]
-            lines.append(f"| {label(t)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(t)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def percentile_table(r: dict) -> list[str]:
+    """Percentiles of both gate values per group."""
+    lines = []
     lines += ["", "## Gate values of the raw masks", "", "Percentiles 0 / 5 / 25 / 50 / 75 / 95 / 100.", ""]
     lines += ["| group | " + " | ".join(r["percentiles"]) + " |", "|---" * (1 + len(r["percentiles"])) + "|"]
     for group in GROUPS:
         values = [", ".join(f"{v:.3f}" for v in p[group]) for p in r["percentiles"].values()]
         lines.append(f"| {group} | " + " | ".join(values) + " |")
-    lines += ["", "## The default", "", *choice_text(r)]
-    lines += [
-        "",
-        "Batched fit per group (1 thread): "
-        + ", ".join(f"{g}: {len(r['per_mask'][g]['iou_raw'])} masks in {s:.2f} s" for g, s in r["fit_seconds"].items())
-        + ".",
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def seed_mean(r: dict, gate: str) -> list[float]:
@@ -305,10 +325,24 @@ def choice_text(r: dict) -> list[str]:
             else "."
         )
     )
+    lines += near_ties(r, top["balanced"], i_default)
+    value, kind = max(zip(r["per_mask"]["nonconvex"][gate], r["nonconvex_kinds"]))
+    lines.append(
+        f"- Margin: the highest {gate} of a non-convex mask is {value:.3f} ({KIND_NAMES[kind]}); at the default "
+        f"{d['nonconvex:projected']:.0%} of the non-convex masks and {d['convex_damaged:projected']:.0%} of the "
+        "damaged convex ones are projected."
+    )
+    return lines
+
+
+def near_ties(r: dict, best: float, i_default: int) -> list[str]:
+    """A line per threshold of the library's gate within NEAR_TIE of the best balanced
+    score, with the default's margin over it on every seed."""
+    gate, t, lines = LIBRARY_GATE, DEFAULT_MIN_SOLIDITY, []
     near = [
         (i, row)
         for i, row in enumerate(r["tables"][gate])
-        if row["threshold"] is not None and i != i_default and top["balanced"] - row["balanced"] < NEAR_TIE
+        if row["threshold"] is not None and i != i_default and best - row["balanced"] < NEAR_TIE
     ]
     for i, row in near:
         by_seed = {s: v[gate][i_default] - v[gate][i] for s, v in r["balanced_by_seed"].items()}
@@ -325,12 +359,6 @@ def choice_text(r: dict) -> list[str]:
             f"{', '.join(f'{v:+.4f}' for v in by_seed.values())} (mean over seeds {seed_mean(r, gate)[i_default]:.4f} "
             f"vs {seed_mean(r, gate)[i]:.4f}); {verdict}."
         )
-    value, kind = max(zip(r["per_mask"]["nonconvex"][gate], r["nonconvex_kinds"]))
-    lines.append(
-        f"- Margin: the highest {gate} of a non-convex mask is {value:.3f} ({KIND_NAMES[kind]}); at the default "
-        f"{d['nonconvex:projected']:.0%} of the non-convex masks and {d['convex_damaged:projected']:.0%} of the "
-        "damaged convex ones are projected."
-    )
     return lines
 
 

@@ -264,6 +264,38 @@ def ratio_stats(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def summarise_times(single_s: dict, batched_s: dict) -> tuple[dict, dict]:
+    """Median times in ms and ratios to skimage's hull: one mask per call, and batched
+    (the ratio per repeat to the hull looped over the same masks)."""
+    hull = statistics.median(single_s["skimage convex_hull_image"])
+    timing = {
+        name: dict(
+            ms=1e3 * statistics.median(s), ratio=statistics.median(s) / hull, ms_min=1e3 * min(s), ms_max=1e3 * max(s)
+        )
+        for name, s in single_s.items()
+    }
+    batched_timing = {
+        name: dict(ms=1e3 * statistics.median(t for t, _ in r), ratio=ratio_stats([t / h for t, h in r]))
+        for name, r in batched_s.items()
+    }
+    return timing, batched_timing
+
+
+def fidelity_of(targets: np.ndarray, results: dict, long_masks: np.ndarray, reference: list) -> dict:
+    """Per result: the objective relative to the long fit (median, min, max) and the IoU
+    to the reference procedure's masks."""
+    long_obj = [objective(t, m) for t, m in zip(targets, long_masks)]
+    fidelity = {}
+    for name, result in results.items():
+        ratios = [objective(t, m) / lo for t, m, lo in zip(targets, result, long_obj)]
+        fidelity[name] = dict(
+            objective_ratio=ratio_stats(ratios),
+            masks=len(ratios),
+            iou_to_reference=[iou(m, r) for m, r in zip(result, reference)],
+        )
+    return fidelity
+
+
 def run(
     masks: int = 64,
     batch: int = 16,
@@ -286,31 +318,13 @@ def run(
         batched_s, batched = time_batched(targets, device, batch, repeats)
         long_masks = long_fits(targets, seed, device, cache)
         reference, reference_s = reference_fits(targets[:reference_masks], reference_steps, seed, device, cache)
-    hull = statistics.median(single_s["skimage convex_hull_image"])
-    timing = {
-        name: dict(
-            ms=1e3 * statistics.median(s), ratio=statistics.median(s) / hull, ms_min=1e3 * min(s), ms_max=1e3 * max(s)
-        )
-        for name, s in single_s.items()
-    }
-    batched_timing = {
-        name: dict(ms=1e3 * statistics.median(t for t, _ in r), ratio=ratio_stats([t / h for t, h in r]))
-        for name, r in batched_s.items()
-    }
-    long_obj = [objective(t, m) for t, m in zip(targets, long_masks)]
-    fidelity = {}
+    timing, batched_timing = summarise_times(single_s, batched_s)
     results = {
         **single,
         **{f"{name}, {batch} per call": m for name, m in batched.items()},
         "reference procedure": np.stack(reference),
     }
-    for name, result in results.items():
-        ratios = [objective(t, m) / lo for t, m, lo in zip(targets, result, long_obj)]
-        fidelity[name] = dict(
-            objective_ratio=ratio_stats(ratios),
-            masks=len(ratios),
-            iou_to_reference=[iou(m, r) for m, r in zip(result, reference)],
-        )
+    fidelity = fidelity_of(targets, results, long_masks, reference)
     exact = bool(np.array_equal(batched["ConvexProjector()"], single["ConvexProjector()"]))
     result = {
         "quick": quick,
@@ -356,6 +370,15 @@ def markdown(r: dict) -> str:
         "(embedded scenes' objects with a bite, a hole, islands and ragged soft edges); model: none; checkpoint: "
         f"none. Versions: {', '.join(f'{k} {v}' for k, v in r['versions'].items())}.",
         "",
+    ]
+    lines += time_section(r) + fidelity_section(r) + big_image_section(r)
+    lines += ["", "Projectors: " + "; ".join(f"`{v}`" for v in r["projectors"].values()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def time_section(r: dict) -> list[str]:
+    """Time per mask, one per call and batched, against skimage's hull."""
+    lines = [
         "## Time",
         "",
         f"One mask per call; every repeat ({r['repeats']}) runs the methods back to back on each mask; ratio = "
@@ -384,7 +407,13 @@ def markdown(r: dict) -> str:
             f"The reference procedure took {statistics.median(ref['seconds']):.0f} s per mask "
             f"(median of {len(ref['seconds'])}; as first measured, cached since).",
         ]
-    lines += [
+    return lines
+
+
+def fidelity_section(r: dict) -> list[str]:
+    """The objective against the long fit, and the IoU to the reference procedure."""
+    ref = r["reference"]
+    lines = [
         "",
         "## Fidelity",
         "",
@@ -405,23 +434,29 @@ def markdown(r: dict) -> str:
         f"{r['batched_equals_single']}. The hulls and `remove_small_regions` are the floor in time, not "
         "competitors in fidelity: islands ruin the hulls, and `remove_small_regions` is not convex.",
     ]
-    if r["big_image"]:
-        b = r["big_image"]
-        lines += [
-            "",
-            "## A 12-megapixel target",
-            "",
-            f"`ConvexProjector().fit` of one {BIG_IMAGE[0]}x{BIG_IMAGE[1]} target (a benchmark mask scaled up), "
-            f"in a fresh process: {b['fit_s']:.2f} s, peak memory {b['fit_extra_mb']:.0f} MB above the resident "
-            f"memory before the call ({b['fit_extra_mb'] * 2**20 / b['pixels']:.1f} bytes per pixel; "
-            "the float32 target itself is 4, the returned mask 1). "
-            f"The full-resolution logits on request (`fit.logits`): {b['logits_s']:.2f} s, peak "
-            f"{b['logits_extra_mb']:.0f} MB above the memory before that call "
-            f"(the float32 logits are 4 bytes per pixel); masks == (logits >= 0): {b['logits_agree']}. "
-            "Peaks: the kernel's VmHWM, reset before each call.",
-        ]
-    lines += ["", "Projectors: " + "; ".join(f"`{v}`" for v in r["projectors"].values()) + "."]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def big_image_section(r: dict) -> list[str]:
+    """Time and peak memory of a 12-megapixel target (none when not measured)."""
+    lines = []
+    if not r["big_image"]:
+        return []
+    b = r["big_image"]
+    lines += [
+        "",
+        "## A 12-megapixel target",
+        "",
+        f"`ConvexProjector().fit` of one {BIG_IMAGE[0]}x{BIG_IMAGE[1]} target (a benchmark mask scaled up), "
+        f"in a fresh process: {b['fit_s']:.2f} s, peak memory {b['fit_extra_mb']:.0f} MB above the resident "
+        f"memory before the call ({b['fit_extra_mb'] * 2**20 / b['pixels']:.1f} bytes per pixel; "
+        "the float32 target itself is 4, the returned mask 1). "
+        f"The full-resolution logits on request (`fit.logits`): {b['logits_s']:.2f} s, peak "
+        f"{b['logits_extra_mb']:.0f} MB above the memory before that call "
+        f"(the float32 logits are 4 bytes per pixel); masks == (logits >= 0): {b['logits_agree']}. "
+        "Peaks: the kernel's VmHWM, reset before each call.",
+    ]
+    return lines
 
 
 DEFAULTS = {"masks": 64, "batch": 16, "repeats": 3, "reference_masks": 3, "reference_steps": 2000}

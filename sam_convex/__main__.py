@@ -22,6 +22,7 @@ model runs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -50,6 +51,14 @@ def build_parser() -> validation.CommandLineParser:
         "without a checkpoint) and project the mask onto a convex shape.",
     )
     parser.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, ...)")
+    add_prompt_arguments(parser)
+    add_model_arguments(parser)
+    add_output_arguments(parser)
+    return parser
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to segment: points, a box, or everything (--auto)."""
     parser.add_argument(
         "--point",
         nargs=2,
@@ -84,6 +93,10 @@ def build_parser() -> validation.CommandLineParser:
         help="with --auto: project the masks whose major components are at least this solid (0: all; "
         "default: the generator's, see README)",
     )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which segmenter, from which checkpoint."""
     parser.add_argument(
         "--model",
         choices=SEGMENTERS,
@@ -106,6 +119,10 @@ def build_parser() -> validation.CommandLineParser:
         choices=["vit_h", "vit_l", "vit_b"],
         help="SAM model type; default: inferred from the checkpoint",
     )
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where results go, and how the mask is projected."""
     parser.add_argument(
         "--out",
         type=Path,
@@ -137,7 +154,6 @@ def build_parser() -> validation.CommandLineParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of GrabCut (and of the gradient projector)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

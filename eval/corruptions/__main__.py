@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -22,6 +23,14 @@ def build_parser() -> CommandLineParser:
         "baselines applied to its output, clean and under image corruptions, at one severity (a report in the "
         "paper's layout) or several (a sweep with robustness curves), serially or on a Ray cluster.",
     )
+    add_data_arguments(parser)
+    add_model_arguments(parser)
+    add_run_arguments(parser)
+    return parser
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which conditions, on which images."""
     parser.add_argument(
         "--severity",
         default="5",
@@ -47,6 +56,10 @@ def build_parser() -> CommandLineParser:
         default=None,
         help="dataset directory (convexitydb/folder); for scenes, where to cache it",
     )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The segmenter and its prompts."""
     parser.add_argument(
         "--model",
         default=None,
@@ -76,6 +89,10 @@ def build_parser() -> CommandLineParser:
         metavar="K",
         help="points per class for point prompts (default 3)",
     )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Seeds, projector, where items run and where results go."""
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--device", default=None, help="torch device (default cuda if available)")
@@ -104,7 +121,6 @@ def build_parser() -> CommandLineParser:
     )
     parser.add_argument("--out", default="reports", metavar="DIR", help="output directory (default reports/)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached per-item results")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -416,12 +416,12 @@ def severity_deltas(df: pd.DataFrame, severities: tuple[int, ...], seed: int) ->
     return pd.DataFrame(rows).set_index("severity")
 
 
-def sweep_markdown(
-    df: pd.DataFrame, conditions: list[str], severities: tuple[int, ...], deltas: pd.DataFrame, meta: dict
-) -> str:
-    """The sweep's report: overall means per severity, Δ with CI per severity, then mean
-    IoU per condition x method x severity, and the run block."""
-    labels = method_labels(meta["model"])
+def sweep_tables(
+    df: pd.DataFrame, conditions: list[str], severities: tuple[int, ...], deltas: pd.DataFrame, model: str
+) -> tuple[list[str], list[str], list[str]]:
+    """The sweep report's three tables as markdown lines: mean IoU per method and
+    severity; Δ proj_S − raw per severity; mean IoU per condition, method and severity."""
+    labels = method_labels(model)
     methods = [m for m in labels if m in set(df["method"])]
     columns = ["clean", *map(str, severities)]
     head = "| Method | " + " | ".join(["Clean", *(f"Severity {s}" for s in severities)]) + " |"
@@ -445,6 +445,15 @@ def sweep_markdown(
         for m in methods:
             cells = [f"{clean[m]:.3f}"] + [f"{sub.get((m, s), float('nan')):.3f}" for s in severities]
             detail.append(f"| {TITLES.get(condition, condition)} | {labels[m]} | " + " | ".join(cells) + " |")
+    return overall, delta_rows, detail
+
+
+def sweep_markdown(
+    df: pd.DataFrame, conditions: list[str], severities: tuple[int, ...], deltas: pd.DataFrame, meta: dict
+) -> str:
+    """The sweep's report: overall means per severity, Δ with CI per severity, then mean
+    IoU per condition x method x severity, and the run block."""
+    overall, delta_rows, detail = sweep_tables(df, conditions, severities, deltas, meta["model"])
     vers = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     return "\n".join(
         [

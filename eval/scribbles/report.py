@@ -320,12 +320,20 @@ def answer(df: pd.DataFrame, dev: pd.DataFrame | None, split_name: str) -> list[
         f"regulariser's mask; the projection changes the sequential predictor's IoU by {seq_gain:+.3f} and the "
         f"joint one's by {joint_gain:+.3f} (convex − predictor, pooled)."
     )
+    lines.append(features_line(df, cols, paper, reg))
+    lines.append(rescue_line(df, paper))
+    lines.append(dev_line(dev))
+    return lines
+
+
+def features_line(df: pd.DataFrame, cols: list, paper: list, reg: dict) -> str:
+    """Explanation 2: the verdict with and without the (stand-in) semantic channels."""
     other = [c for c in cols if c[0] not in PAPER_FEATURES]
     if other:
         o = summarise(df, other, "convex: regulariser's mask")
         sem_seq = np.mean([cell_stats(df, "sequential", f, n, "iou_convex")[0] for f, n in paper])
         raw_seq = np.mean([cell_stats(df, "sequential", f, n, "iou_convex")[0] for f, n in other])
-        lines.append(
+        return (
             f"2. **Are the stand-in semantic features to blame?** The same protocol without them (RGB and RGB+xy "
             f"columns) gives joint − sequential {fmt_ci(o)} on the convex output ({verdict(o)}), against "
             f"{fmt_ci(reg)} with them ({verdict(reg)}); sequential convex IoU is {raw_seq:.3f} without and "
@@ -336,21 +344,21 @@ def answer(df: pd.DataFrame, dev: pd.DataFrame | None, split_name: str) -> list[
                 else "The verdict changes with the features."
             )
         )
-    else:
-        lines.append("2. *Feature sets without semantic channels were not run (use `--inputs all`).*")
-    lines.append(rescue_line(df, paper))
+    return "2. *Feature sets without semantic channels were not run (use `--inputs all`).*"
+
+
+def dev_line(dev: pd.DataFrame | None) -> str:
+    """Explanation 4: how far the dev-split grid moved joint − sequential."""
     if dev is not None and len(dev) > 1:
         best, worst = dev.delta.idxmax(), dev.delta.idxmin()
         above = int((dev.lo > 0).sum())
-        lines.append(
+        return (
             f"4. **Is it the joint schedule (λ, warm-up, ICNN pre-fit) or the projector?** On the dev split, over "
             f"{len(dev)} configurations, "
             f"joint − sequential (convex, pooled) ranged from {dev.delta[worst]:+.3f} ({worst}) to "
             f"{dev.delta[best]:+.3f} ({best}); its CI lay above 0 for {above} of them (table below)."
         )
-    else:
-        lines.append(f"4. *No dev-split grid found ({DEV_CSV}); run `python -m eval.scribbles.tune`.*")
-    return lines
+    return f"4. *No dev-split grid found ({DEV_CSV}); run `python -m eval.scribbles.tune`.*"
 
 
 def rescue_line(df: pd.DataFrame, cols: list[tuple[str, str]]) -> str:
@@ -384,6 +392,25 @@ def summarise_gain(df: pd.DataFrame, cols: list[tuple[str, str]], mode: str, con
     """Mean (convex − predictor) IoU of one mode over `cols`."""
     sel = df[(df["mode"] == mode) & pd.Series(list(zip(df.features, df.net)), index=df.index).isin(cols)]
     return float((sel[convex] - sel.iou_pred).mean())
+
+
+def dev_section(dev: pd.DataFrame | None) -> list[str]:
+    """The dev-split grid the defaults were chosen on (none without one)."""
+    if dev is None:
+        return []
+    return [
+        "## Dev split: the settings tried",
+        "",
+        f"From `python -m eval.scribbles.tune` (scribbles_dev.md): {dev.images.iloc[0]} dev images, "
+        f"{dev.seeds.iloc[0]} seed(s), pooled over the poster's columns; numerics: {dev.numerics.iloc[0]}. "
+        "Rule: the joint schedule with the highest mean joint convex IoU; the projector: ConvexProjector unless "
+        f"another beats its mean sequential convex IoU by more than {TIE} (a margin added after a first pass "
+        "that took the highest mean, +0.003 for GradientProjector at 70x the cost; see `eval.scribbles.tune`). "
+        "Chosen rows in bold.",
+        "",
+        *dev_table(dev),
+        "",
+    ]
 
 
 def markdown_report(df: pd.DataFrame, meta: dict, dev: pd.DataFrame | None = None) -> str:
@@ -426,20 +453,7 @@ def markdown_report(df: pd.DataFrame, meta: dict, dev: pd.DataFrame | None = Non
         f"{failed['joint']} of {len(df) // 2}.",
         "",
     ]
-    if dev is not None:
-        lines += [
-            "## Dev split: the settings tried",
-            "",
-            f"From `python -m eval.scribbles.tune` (scribbles_dev.md): {dev.images.iloc[0]} dev images, "
-            f"{dev.seeds.iloc[0]} seed(s), pooled over the poster's columns; numerics: {dev.numerics.iloc[0]}. "
-            "Rule: the joint schedule with the highest mean joint convex IoU; the projector: ConvexProjector unless "
-            f"another beats its mean sequential convex IoU by more than {TIE} (a margin added after a first pass "
-            "that took the highest mean, +0.003 for GradientProjector at 70x the cost; see `eval.scribbles.tune`). "
-            "Chosen rows in bold.",
-            "",
-            *dev_table(dev),
-            "",
-        ]
+    lines += dev_section(dev)
     lines += [
         "## Reproducibility",
         "",
