@@ -187,7 +187,7 @@ def run(args) -> int:
         if args.overlay.resolve() == args.out.resolve():
             raise ValueError(f"--overlay {args.overlay} is the --out file; give them different names")
     bgr = read_image(args.image)
-    prompt = None if args.auto else prompts(args, bgr.shape[:2])
+    prompt = None if args.auto else prompts_from_args(args, bgr.shape[:2])
     if args.min_solidity is not None and not args.auto:
         raise ValueError("--min-solidity is for --auto")
     # The polygon fit runs on the CPU, where one thread is fastest.
@@ -280,7 +280,7 @@ def read_image(path: str) -> np.ndarray:
     return bgr
 
 
-def prompts(args, image_size: tuple[int, int]):
+def prompts_from_args(args, image_size: tuple[int, int]):
     """(points (K, 2) or None, labels (K,) or None, box (4,) or None), checked against
     the image (points inside it, a box with x0 < x1 and y0 < y1)."""
     points = args.point + args.neg_point
