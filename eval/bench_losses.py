@@ -1,6 +1,6 @@
 """`python -m eval.bench_losses`: what a shape loss costs per training batch.
 
-On the same batch of damaged masks (`eval.bench_projection.damaged_objects`, resized
+On the same batch of damaged masks (`eval.bench_projection.scene_targets`, resized
 to each --sizes value and given as logits), side by side in one run:
 
 * ``projector.fit``: the projector alone, one batched call on the probabilities (the
@@ -33,7 +33,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from eval import runs
-from eval.bench_projection import damaged_objects
+from eval.bench_projection import scene_targets
 from sam_convex import ConvexityLoss, ConvexProjector, StarShapeLoss, validation
 from sam_convex.projection import limit_threads
 
@@ -47,7 +47,7 @@ def batch(size: int, count: int, seed: int, kind: str = "damaged") -> tuple[torc
     kind "damaged": damaged objects (a trained segmenter's kind of output) and the
     undamaged objects; "untrained": the objects blurred into smooth noise around 0.5
     (an untrained network's kind of output, the first epochs of training)."""
-    probs, truths = damaged_objects(count, seed, size=size)
+    probs, truths = scene_targets(count, seed, size=size)
     if kind == "untrained":
         rng = np.random.default_rng(seed)
         noise = gaussian_filter(rng.normal(0, 1, probs.shape), (0, size / 16, size / 16))

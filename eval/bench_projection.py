@@ -50,10 +50,13 @@ CACHE_VERSION = 1
 # ---------------------------------------------------------------------------- targets
 
 
-def scene_targets(count: int, seed: int = 0, damaged: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(targets (count, 256, 256) float32, truths (count, 256, 256) bool): the embedded
-    scenes' objects, damaged as a segmenter's output (`sam_convex.synthetic.damaged_objects`)."""
-    return damaged_objects([s.gt for s in load_dataset("scenes", seed=seed)], count, seed, MASK_SIZE, damaged)
+def scene_targets(
+    count: int, seed: int = 0, damaged: bool = True, size: int = MASK_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(targets (count, size, size) float32, truths (count, size, size) bool): the
+    embedded scenes' objects, damaged as a segmenter's output
+    (`sam_convex.synthetic.damaged_objects`)."""
+    return damaged_objects([s.gt for s in load_dataset("scenes", seed=seed)], count, seed, size, damaged)
 
 
 def bench_targets(count: int, seed: int = 0) -> np.ndarray:

@@ -4,10 +4,10 @@ direction, batching, devices, input kinds and errors."""
 import numpy as np
 import pytest
 import torch
-from shapes import disk, polygon
 
 from sam_convex import ConvexityLoss, ConvexProjector, StarShapeLoss
 from sam_convex.losses import star_neighbours
+from sam_convex.synthetic import disk, polygon
 
 SIZE = 64
 
