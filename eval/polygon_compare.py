@@ -52,7 +52,8 @@ from tqdm import tqdm
 import sam_convex
 from eval import runs
 from eval.corruptions.corrupt import corruption_names
-from eval.corruptions.harness import CLEAN, condition_image, sample_digest, segment
+from eval.corruptions.harness import sample_digest
+from eval.corruptions.items import CLEAN, condition_image, segment
 from eval.corruptions.prompts import make_prompt
 from eval.datasets import DATASETS, Sample, load_dataset
 from eval.metrics import iou

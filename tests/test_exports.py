@@ -12,11 +12,11 @@ import PIL.ImageDraw
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from shapes import ellipse, rotated_rectangle
 
 from sam_convex import ConvexProjector
 from sam_convex.exports import coco_dataset, to_coco, to_labelme, to_labelstudio, to_yolo
 from sam_convex.outlines import PolygonWarning
+from sam_convex.synthetic import ellipse, rotated_rectangle
 
 H, W = 480, 640
 

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from shapes import ellipse, polygon, rotated_rectangle
 
 from sam_convex import ConvexProjector, GradientProjector
 from sam_convex.outlines import PolygonWarning, lattice_polygon, polygon_of_mask, rasterize
+from sam_convex.synthetic import ellipse, polygon, rotated_rectangle
 
 
 def signed_area(poly):
