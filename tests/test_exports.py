@@ -15,14 +15,11 @@ from pycocotools.coco import COCO
 
 from sam_convex import ConvexProjector
 from sam_convex.exports import coco_dataset, to_coco, to_labelme, to_labelstudio, to_yolo
+from sam_convex.measures import iou
 from sam_convex.outlines import PolygonWarning
 from sam_convex.synthetic import ellipse, rotated_rectangle
 
 H, W = 480, 640
-
-
-def iou(a, b):
-    return (a & b).sum() / (a | b).sum()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pycocotools import mask as mask_utils
 
 from sam_convex import outlines
 from sam_convex.grabcut import GrabCutPredictor
+from sam_convex.measures import iou
 from sam_convex.segmenters import Segmenter, grabcut
 from sam_convex.serve import __main__ as serve_main
 from sam_convex.serve.app import create_app
@@ -48,10 +49,6 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 def decode(rle: dict) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 @pytest.fixture(scope="module")
