@@ -23,7 +23,7 @@ time per epoch per variant.
 Cached under --cache: each (variant, weight, seed) model (`eval.train`'s resumable
 checkpoint after every epoch, then the best epoch's weights), the corrupted images and
 every evaluation; a killed run resumes, a rerun only rewrites the report. Writes
-<out>/convex_training.{md,csv,json}.
+<out>/convex_training.{md,csv.gz,json}.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from eval.datasets import Sample, load_dataset
 from eval.metrics import bootstrap_ci
 from eval.train import TrainSettings
 from eval.train import train as train_promptnet
-from sam_convex import ConvexityLoss, ConvexProjector, StarShapeLoss, validation
+from sam_convex import ConvexityLoss, ConvexProjector, StarShapeLoss, polygon, projection, rendering, validation
 from sam_convex.promptnet import PromptNet, image_channels, load_promptnet, prompt_channels
 
 CACHE_VERSION = 1
@@ -150,6 +150,7 @@ def train(
         command=f"eval.convex_training {variant} w={weight:g} seed {seed}",
     )
     summary["training_code"] = training_code()
+    summary["projector_code"] = projector_code()  # what ConvexityLoss projected onto
     runs.write_json(summary_path, summary)
     return load_promptnet(model), summary
 
@@ -233,9 +234,19 @@ def evaluate(net: PromptNet, images: list[np.ndarray], samples: list[Sample]) ->
     return out
 
 
+@functools.cache
+def projector_code() -> str:
+    """A hash of the projector's source (sam_convex.projection, .polygon, .rendering): part
+    of every evaluation's cache key, so a changed projector re-evaluates instead of
+    reporting the old one's masks."""
+    source = "".join(inspect.getsource(m) for m in (projection, polygon, rendering))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 def cached_evaluation(cache: Path, key: tuple, compute) -> dict:
-    """`compute()` (an `evaluate` call) cached in `cache` as .npz under `key`."""
-    path = cache / f"eval-{runs.key(CACHE_VERSION, *key)}.npz"
+    """`compute()` (an `evaluate` call) cached in `cache` as .npz under `key` and the
+    projector's source hash."""
+    path = cache / f"eval-{runs.key(CACHE_VERSION, *key, projector_code())}.npz"
     if path.exists():
         try:
             return runs.read_npz(path, keys=("raw_iou", "raw_dice", "proj_S_iou", "proj_S_dice", "seconds"))
@@ -475,9 +486,12 @@ def markdown(r: dict, means: pd.DataFrame, deltas: pd.DataFrame, meta: dict) -> 
     seeds = df.assign(group=np.where(df["condition"] == "clean", "clean", "corrupted")).pivot_table(
         index=["dataset", "variant", "seed"], columns=["group", "output"], values="iou", aggfunc="mean"
     )
-    for (dataset, variant, seed), row in seeds.iterrows():
-        cells = " | ".join(f"{row.get((g, o), float('nan')):.3f}" for g in ("clean", "corrupted") for o in OUTPUTS)
-        lines.append(f"| {dataset} | {variant} | {seed} | {cells} |")
+    columns = [(g, o) for g in ("clean", "corrupted") for o in OUTPUTS]
+    for (dataset, variant), block in seeds.groupby(level=[0, 1], sort=False):
+        for (_, _, seed), row in block.iterrows():
+            lines.append(f"| {dataset} | {variant} | {seed} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+        spread = " | ".join(f"{block[c].mean():.3f} ± {block[c].std(ddof=1):.3f}" for c in columns)
+        lines.append(f"| {dataset} | {variant} | mean ± sd over seeds | {spread} |")
     lines += ["", "## Mean IoU per condition", ""]
     conditions = list(dict.fromkeys(df["condition"]))
     for dataset in df["dataset"].unique():
@@ -513,7 +527,8 @@ def markdown(r: dict, means: pd.DataFrame, deltas: pd.DataFrame, meta: dict) -> 
     lines += [
         "",
         "Training code (sha256 of the source of eval/train.py + sam_convex/promptnet.py, first 16 hex digits): "
-        f"{', '.join(meta['training_code']['models'])} for the models, {meta['training_code']['now']} now.",
+        f"{', '.join(meta['training_code']['models'])} for the models, {meta['training_code']['now']} now; "
+        f"proj_S in the evaluation: projector source {projector_code()}.",
         "",
         f"Compute: {meta['compute_s'] / 60:.1f} min of training and evaluation in all (summed over resumed runs; "
         f"this invocation {r['wall_s'] / 60:.1f} min wall). Device: {meta['device']}. Versions: "
@@ -617,7 +632,11 @@ def main(argv: list[str] | None = None) -> int:
         "training_code": {"models": r["training_code"], "now": training_code()},
     }
     out.mkdir(parents=True, exist_ok=True)
-    r["rows"].to_csv(out / "convex_training.csv", index=False, float_format="%.6f")
+    # One row per image x condition x variant x seed x output (~60k for the reference run): gzipped, with a
+    # fixed gzip time stamp so a rerun from the cache writes the same bytes.
+    r["rows"].to_csv(
+        out / "convex_training.csv.gz", index=False, float_format="%.6f", compression={"method": "gzip", "mtime": 0}
+    )
     record = {
         **meta,
         **{k: r[k] for k in ("selection", "chosen", "sizes", "wall_s")},
