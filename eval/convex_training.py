@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 import eval.train as train_loop
@@ -52,7 +53,7 @@ from eval.datasets import Sample, load_dataset
 from eval.metrics import bootstrap_ci
 from eval.train import TrainSettings
 from eval.train import train as train_promptnet
-from sam_convex import ConvexityLoss, ConvexProjector, StarShapeLoss, polygon, projection, rendering, validation
+from sam_convex import ConvexityLoss, ConvexProjector, StarShapeLoss, validation
 from sam_convex.promptnet import PromptNet, image_channels, load_promptnet, prompt_channels
 
 CACHE_VERSION = 1
@@ -236,11 +237,16 @@ def evaluate(net: PromptNet, images: list[np.ndarray], samples: list[Sample]) ->
 
 @functools.cache
 def projector_code() -> str:
-    """A hash of the projector's source (sam_convex.projection, .polygon, .rendering): part
-    of every evaluation's cache key, so a changed projector re-evaluates instead of
-    reporting the old one's masks."""
-    source = "".join(inspect.getsource(m) for m in (projection, polygon, rendering))
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    """A fingerprint of what the projector does: the hash of `ConvexProjector()`'s masks on
+    six fixed soft 64x64 maps (blobs in smooth noise). Part of every evaluation's cache
+    key, so a projector that projects differently re-evaluates, while a refactor that
+    leaves its output alone keeps the cache."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    blobs = np.stack([((xx - 20 - 4 * k) ** 2 + (yy - 30) ** 2 < (10 + 2 * k) ** 2) for k in range(6)])
+    field = 4.0 * (blobs - 0.5) + 3.0 * gaussian_filter(rng.normal(size=(6, 64, 64)), (0, 3, 3))
+    masks = ConvexProjector().fit((1 / (1 + np.exp(-field))).astype(np.float32)).masks.numpy()
+    return hashlib.sha256(masks.tobytes()).hexdigest()[:16]
 
 
 def cached_evaluation(cache: Path, key: tuple, compute) -> dict:
@@ -528,7 +534,7 @@ def markdown(r: dict, means: pd.DataFrame, deltas: pd.DataFrame, meta: dict) -> 
         "",
         "Training code (sha256 of the source of eval/train.py + sam_convex/promptnet.py, first 16 hex digits): "
         f"{', '.join(meta['training_code']['models'])} for the models, {meta['training_code']['now']} now; "
-        f"proj_S in the evaluation: projector source {projector_code()}.",
+        f"proj_S in the evaluation: projector fingerprint {projector_code()}.",
         "",
         f"Compute: {meta['compute_s'] / 60:.1f} min of training and evaluation in all (summed over resumed runs; "
         f"this invocation {r['wall_s'] / 60:.1f} min wall). Device: {meta['device']}. Versions: "
