@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -42,6 +43,9 @@ from sam_convex.projection import grid_coords, limit_threads, squared_distance
 from sam_convex.synthetic import MASK_SIZE, damaged_objects
 
 BIG_IMAGE = (3000, 4000)  # 12 megapixels, a phone photo
+# Photo sizes of the photo rows: (H, W) and the share of --photo-masks measured there.
+PHOTO_SIZES = {"1920x1080": ((1080, 1920), 1.0), "12 MP": (BIG_IMAGE, 0.5)}
+SKIMAGE_PHOTO_MASKS = 2  # skimage's hull takes about a second per megapixel
 # The long high-precision fit that objective ratios are measured against.
 LONG_FIT = dict(grid=96, width=48, depth=2, steps=1000, fine_steps=None, lr=0.01, sharpness=6.0, tol=0.0)
 CACHE_VERSION = 1
@@ -62,6 +66,36 @@ def scene_targets(
 def bench_targets(count: int, seed: int = 0) -> np.ndarray:
     """(count, 256, 256) float32 damaged benchmark masks (see `scene_targets`)."""
     return scene_targets(count, seed)[0]
+
+
+def photo_targets(count: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Soft masks at photo size as SAM returns them: the benchmark's damaged objects
+    (`scene_targets`: a bite, a hole, islands, ragged soft edges) as logits on a
+    low-resolution frame (long side 256, SAM's mask size), each object at a random size
+    (30-90% of the short side) and place, upsampled bilinearly to `size` and turned into
+    probabilities, as SAM's `postprocess_masks` does: smooth at full resolution.
+
+    Returns:
+        (count, H, W) float32 probabilities.
+    """
+    height, width = size
+    probs, _ = scene_targets(count, seed)
+    logits = np.log(np.clip(probs, 1e-6, 1 - 1e-6) / np.clip(1 - probs, 1e-6, 1)).astype(np.float32)
+    rng = np.random.default_rng(seed + 1)
+    low = (
+        (round(MASK_SIZE * height / width), MASK_SIZE)
+        if width >= height
+        else (MASK_SIZE, round(MASK_SIZE * width / height))
+    )
+    out = np.empty((count, height, width), np.float32)
+    for i, logit in enumerate(logits):
+        side = int(rng.uniform(0.3, 0.9) * min(low))
+        frame = np.full(low, float(logit.min()), np.float32)
+        y, x = int(rng.integers(0, low[0] - side + 1)), int(rng.integers(0, low[1] - side + 1))
+        frame[y : y + side, x : x + side] = cv2.resize(logit, (side, side), interpolation=cv2.INTER_LINEAR)
+        big = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+        out[i] = 1 / (1 + np.exp(-big))
+    return out
 
 
 # ---------------------------------------------------------------------------- methods
@@ -154,6 +188,61 @@ def time_batched(targets: np.ndarray, device: str, batch: int, repeats: int) -> 
             if r == 0:
                 masks[name] = np.concatenate(out)
     return ratios, masks
+
+
+def time_photo(targets: np.ndarray, repeats: int, skimage_masks: int) -> dict:
+    """Photo-size targets, one mask per call, methods back to back per mask (OpenCV's
+    contour hull + fill first; skimage's hull once, on the first `skimage_masks` masks:
+    about a second per megapixel). The hulls include thresholding the target.
+
+    Returns {method: [seconds]} and, per mask, the objective ratio of the projection to
+    the OpenCV hull ("objective / cv2 hull").
+    """
+    projector = ConvexProjector()
+    methods = {
+        "cv2 contour hull + fill": lambda t: cv2_hull(t > 0.5),
+        "ConvexProjector()": lambda t: projector(t),
+    }
+    for method in methods.values():
+        method(targets[0])  # warm-up
+    seconds = {name: [] for name in ("skimage convex_hull_image", *methods)}
+    ratios = []
+    for r in range(repeats):
+        for i, target in enumerate(targets):
+            if r == 0 and i < skimage_masks:
+                start = time.perf_counter()
+                convex_hull_image(target > 0.5)
+                seconds["skimage convex_hull_image"].append(time.perf_counter() - start)
+            out = {}
+            for name, method in methods.items():
+                start = time.perf_counter()
+                out[name] = method(target)
+                seconds[name].append(time.perf_counter() - start)
+            if r == 0:
+                ratios.append(
+                    objective(target, out["ConvexProjector()"]) / objective(target, out["cv2 contour hull + fill"])
+                )
+    return {"seconds": seconds, "objective_vs_cv2_hull": ratios}
+
+
+def time_workers(targets: np.ndarray, workers: list[int], repeats: int) -> dict:
+    """All `targets` in one `ConvexProjector(workers=w).fit` call per repeat, for every
+    w; the pool is started (and timed) before the repeats. Returns {w: {"seconds": [...],
+    "start_s": pool start, "equal": masks equal to workers=1 bit for bit}}."""
+    rows, first = {}, None
+    for w in workers:
+        projector = ConvexProjector(workers=w)
+        start = time.perf_counter()
+        projector.fit(targets[: 2 * w])  # starts the pool (w > 1)
+        start_s = time.perf_counter() - start
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            masks = projector.fit(targets).masks
+            seconds.append(time.perf_counter() - start)
+        first = masks if first is None else first
+        rows[w] = {"seconds": seconds, "start_s": start_s, "equal": bool(torch.equal(masks, first))}
+    return rows
 
 
 # ---------------------------------------------------------------------------- cached fits
@@ -299,6 +388,41 @@ def fidelity_of(targets: np.ndarray, results: dict, long_masks: np.ndarray, refe
     return fidelity
 
 
+def photo_summary(p: dict) -> dict:
+    """Median ms per method and its ratio to the two hulls' medians in the same run."""
+    med = {name: statistics.median(s) for name, s in p["seconds"].items() if s}
+    rows = {
+        name: dict(
+            ms=1e3 * m,
+            ms_min=1e3 * min(p["seconds"][name]),
+            ms_max=1e3 * max(p["seconds"][name]),
+            x_cv2=m / med["cv2 contour hull + fill"],
+            x_skimage=m / med["skimage convex_hull_image"],
+            timed=len(p["seconds"][name]),
+        )
+        for name, m in med.items()
+    }
+    return dict(
+        size=p["size"], masks=p["masks"], rows=rows, objective_vs_cv2_hull=ratio_stats(p["objective_vs_cv2_hull"])
+    )
+
+
+def workers_summary(rows: dict, masks: int) -> dict:
+    """Per worker count: median seconds per call of `masks` masks, masks/s, speed-up
+    over the first count."""
+    base = statistics.median(rows[min(rows)]["seconds"])
+    return {
+        str(w): dict(
+            seconds=statistics.median(r["seconds"]),
+            masks_per_s=masks / statistics.median(r["seconds"]),
+            speedup=base / statistics.median(r["seconds"]),
+            start_s=r["start_s"],
+            equal=r["equal"],
+        )
+        for w, r in rows.items()
+    }
+
+
 def run(
     masks: int = 64,
     batch: int = 16,
@@ -311,22 +435,39 @@ def run(
     out: Path = Path("reports"),
     quick: bool = False,
     big: bool = True,
+    photo_masks: int = 8,
+    workers: tuple[int, ...] = (1, 2),
 ) -> dict:
     """Measure everything on the same targets and write the report; returns the results."""
     out = runs.check_writable(out)
     cache = out / ".cache" / "bench_projection"
     targets, _ = scene_targets(masks, seed)
+    load_before = os.getloadavg()
     with limit_threads(threads):
+        photo, first = {}, None  # first: the targets of the first photo size, also timed across workers
+        for k, (name, (size, share)) in enumerate(PHOTO_SIZES.items()):
+            if quick and k > 0:
+                continue
+            count = max(1, round(photo_masks * share))
+            found = photo_targets(count, size, seed)
+            photo[name] = dict(size=size, masks=count, **time_photo(found, repeats, SKIMAGE_PHOTO_MASKS))
+            first = (name, found) if first is None else first
+        workers_rows = {
+            f"{masks} masks of {MASK_SIZE}x{MASK_SIZE}": (masks, time_workers(targets, list(workers), repeats)),
+            f"{len(first[1])} masks of {first[0]}": (len(first[1]), time_workers(first[1], list(workers), repeats)),
+        }
         single_s, single = time_single(targets, device, repeats)
         batched_s, batched = time_batched(targets, device, batch, repeats)
+        load_after = os.getloadavg()
         long_masks = long_fits(targets, seed, device, cache)
         reference, reference_s = reference_fits(targets[:reference_masks], reference_steps, seed, device, cache)
     timing, batched_timing = summarise_times(single_s, batched_s)
     results = {
         **single,
         **{f"{name}, {batch} per call": m for name, m in batched.items()},
-        "reference procedure": np.stack(reference),
     }
+    if reference:
+        results["reference procedure"] = np.stack(reference)
     fidelity = fidelity_of(targets, results, long_masks, reference)
     exact = bool(np.array_equal(batched["ConvexProjector()"], single["ConvexProjector()"]))
     result = {
@@ -344,6 +485,9 @@ def run(
         "batched_equals_single": exact,
         "projectors": {name: repr(p) for name, p in projectors(device).items()},
         "big_image": big_image(threads) if big else None,
+        "photo": {name: photo_summary(p) for name, p in photo.items()},
+        "workers": {name: workers_summary(rows, count) for name, (count, rows) in workers_rows.items()},
+        "load_average": {"before": load_before, "after_timing": load_after},
         "device": runs.machine(device),
         "threads": threads,
         "versions": runs.versions(),
@@ -374,7 +518,7 @@ def markdown(r: dict) -> str:
         f"none. Versions: {', '.join(f'{k} {v}' for k, v in r['versions'].items())}.",
         "",
     ]
-    lines += time_section(r) + fidelity_section(r) + big_image_section(r)
+    lines += time_section(r) + fidelity_section(r) + photo_markdown(r) + big_image_section(r)
     lines += ["", "Projectors: " + "; ".join(f"`{v}`" for v in r["projectors"].values()) + "."]
     return "\n".join(lines) + "\n"
 
@@ -422,7 +566,11 @@ def fidelity_section(r: dict) -> list[str]:
         "",
         f"Objective = mean over pixels of (p - mask)^2 of the target to the returned mask, divided by that of "
         f"a long fit `GradientProjector(**{r['long_fit']})`; IoU to the mask of the authors' reference "
-        f"procedure ({ref['steps']} Adam steps, width 130, full grid) on the first {ref['masks']} masks.",
+        + (
+            f"procedure ({ref['steps']} Adam steps, width 130, full grid) on the first {ref['masks']} masks."
+            if ref["masks"]
+            else "procedure: not run (`--reference-masks 0`; about 35 minutes per mask on this CPU)."
+        ),
         "",
         "| result | objective / long fit: median [min, max] | IoU to the reference |",
         "|---|---|---|",
@@ -462,8 +610,63 @@ def big_image_section(r: dict) -> list[str]:
     return lines
 
 
-DEFAULTS = {"masks": 64, "batch": 16, "repeats": 3, "reference_masks": 3, "reference_steps": 2000}
-QUICK = {"masks": 8, "batch": 8, "repeats": 1, "reference_masks": 1, "reference_steps": 200}
+def photo_markdown(r: dict) -> list[str]:
+    """The photo-size and workers sections of the report."""
+    lines = [
+        "",
+        "## Photo size",
+        "",
+        "Soft masks as SAM returns them (`photo_targets`: the benchmark's damaged objects as low-resolution "
+        "logits, at a random size and place, upsampled bilinearly to the photo size), one mask per call, the "
+        f"methods back to back per mask, {r['repeats']} repeats; skimage's hull once on the first "
+        f"{SKIMAGE_PHOTO_MASKS} masks (about a second per megapixel). The hulls include the threshold "
+        "p > 0.5; OpenCV's is findContours + convexHull + fillConvexPoly of all contours.",
+        "",
+        "| size | method | median ms per mask [min, max] | x OpenCV hull | x skimage hull |",
+        "|---|---|---|---|---|",
+    ]
+    for name, p in r["photo"].items():
+        for method, t in p["rows"].items():
+            lines.append(
+                f"| {name} ({p['masks']} masks) | {method} | {t['ms']:.2f} [{t['ms_min']:.2f}, {t['ms_max']:.2f}] | "
+                f"{t['x_cv2']:.2f} | {t['x_skimage']:.3f} |"
+            )
+    lines += ["", "Objective of `ConvexProjector()` / objective of OpenCV's hull, median [min, max]: "]
+    lines[-1] += (
+        "; ".join(
+            f"{name} {q['median']:.3f} [{q['min']:.3f}, {q['max']:.3f}]"
+            for name, q in ((n, p["objective_vs_cv2_hull"]) for n, p in r["photo"].items())
+        )
+        + " (below 1: the projection is closer to the target than the hull)."
+    )
+    lines += [
+        "",
+        "## Across cores: `ConvexProjector(workers=w)`",
+        "",
+        "All masks in one `fit` call per repeat (median of the repeats); the worker pool is started before "
+        "the repeats (its start is the last column). Same masks: bit for bit those of workers=1.",
+        "",
+        "| masks per call | workers | s per call | masks/s | x workers=1 | same masks | pool start |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in r["workers"].items():
+        for w, t in rows.items():
+            lines.append(
+                f"| {name} | {w} | {t['seconds']:.3f} | {t['masks_per_s']:.1f} | {t['speedup']:.2f} | {t['equal']} | "
+                f"{t['start_s']:.2f} s |"
+            )
+    load = r["load_average"]
+    lines += [
+        "",
+        f"Load average (1, 5, 15 min) of the machine: {', '.join(f'{v:.2f}' for v in load['before'])} before the "
+        f"timings, {', '.join(f'{v:.2f}' for v in load['after_timing'])} after them (other work shares this "
+        "machine; ratios are measured side by side).",
+    ]
+    return lines
+
+
+DEFAULTS = {"masks": 64, "batch": 16, "repeats": 3, "reference_masks": 3, "reference_steps": 2000, "photo_masks": 8}
+QUICK = {"masks": 8, "batch": 8, "repeats": 1, "reference_masks": 1, "reference_steps": 200, "photo_masks": 2}
 
 
 def build_parser() -> validation.CommandLineParser:
@@ -471,8 +674,8 @@ def build_parser() -> validation.CommandLineParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="development run (options not given: 8 masks, batch 8, 1 repeat, 1 reference mask of 200 steps; no "
-        "12 MP line)",
+        help="development run (options not given: 8 masks, batch 8, 1 repeat, 1 reference mask of 200 steps, 2 "
+        "photo masks; no 12 MP lines)",
     )
     parser.add_argument("--masks", type=int, help="benchmark masks (default 64)")
     parser.add_argument("--batch", type=int, help="masks per batched call (default 16)")
@@ -480,8 +683,13 @@ def build_parser() -> validation.CommandLineParser:
     parser.add_argument(
         "--reference-masks",
         type=int,
-        help="masks fitted by the authors' reference procedure (default 3; ~20 min each on a CPU)",
+        help="masks fitted by the authors' reference procedure (default 3; ~35 min each on a 2-core CPU, cached; 0 "
+        "skips it)",
     )
+    parser.add_argument(
+        "--photo-masks", type=int, help="SAM-like masks at 1920x1080, half as many at 12 MP (default 8)"
+    )
+    parser.add_argument("--workers", default="1,2", help="worker counts of the workers rows (default 1,2)")
     parser.add_argument("--reference-steps", type=int, help="its Adam steps (default 2000)")
     parser.add_argument("--device", default="cpu", help="torch device of the gradient fits (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
@@ -496,9 +704,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in (QUICK if args.quick else DEFAULTS).items():  # options given keep their value
         if getattr(args, name) is None:
             setattr(args, name, default)
-    for name in ("masks", "batch", "repeats", "reference_masks", "reference_steps", "threads"):
+    for name in ("masks", "batch", "repeats", "reference_steps", "threads", "photo_masks"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.reference_masks < 0:
+        parser.error(f"--reference-masks must be >= 0, got {args.reference_masks}")
+    try:
+        workers = tuple(int(w) for w in args.workers.split(","))
+    except ValueError:
+        parser.error(f"--workers must be comma-separated integers, got {args.workers!r}")
+    if any(w < 1 for w in workers):
+        parser.error(f"--workers must be >= 1, got {args.workers!r}")
     if args.reference_masks > args.masks:
         parser.error(f"--reference-masks ({args.reference_masks}) cannot exceed --masks ({args.masks})")
     if args.seed < 0:
@@ -518,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
             out,
             args.quick,
             big=not args.quick,
+            photo_masks=args.photo_masks,
+            workers=workers,
         )
     except (OSError, ValueError) as err:
         parser.fail(err)

@@ -611,22 +611,36 @@ def best_start(
     return best[1:]
 
 
-def fit_target(
-    p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int, hull_edges: int = 47
-) -> PolygonFit:
-    """Fit one (H, W) float32 target (steps 1-5 of the module docstring); the pocket's
-    hull candidates get `hull_edges` edges (the most the ICNN holds)."""
+def target_window(p: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
+    """Kind and window of one (H, W) float32 target (step 1): "empty" (nothing above
+    0.5), "full" (everything above 0.5) or "polygon", and the bounding box of {p > 0.5}
+    as pixel rows r0:r1, cols c0:c1 (the whole image when empty). One pass over the
+    target (OpenCV's bounding box of the thresholded mask), so the rest of the fit
+    costs what the window costs."""
     height, width = p.shape
     fg = p > 0.5
-    rows = np.flatnonzero(fg.any(1))
-    if rows.size == 0:
-        return PolygonFit("empty", (0, height, 0, width))
-    cols = np.flatnonzero(fg.any(0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    crop_fg = fg[r0:r1, c0:c1]
-    if crop_fg.all() and (r1 - r0, c1 - c0) == (height, width):
-        return PolygonFit("full", (r0, r1, c0, c1))
-    w = pixel_weights(p[r0:r1, c0:c1])
+    c0, r0, ww, hh = cv2.boundingRect(fg.view(np.uint8))
+    if ww == 0:
+        return "empty", (0, height, 0, width)
+    window = (r0, r0 + hh, c0, c0 + ww)
+    if (hh, ww) == (height, width) and fg.all():
+        return "full", window
+    return "polygon", window
+
+
+def fit_window(
+    crop: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int, hull_edges: int = 47
+) -> tuple[Polygon, tuple, dict]:
+    """Fit the polygon on one window crop (H', W') float32 of a target whose {p > 0.5}
+    touches all four sides of the crop (steps 2-5 of the module docstring); the pocket's
+    hull candidates get `hull_edges` edges (the most the ICNN holds).
+
+    Returns:
+        (the fitted `Polygon`, the start (th, h, centre), the pocket's candidates
+        {name: (th, h)}), in crop-local px.
+    """
+    crop_fg = crop > 0.5
+    w = pixel_weights(crop)
     hh, ww = w.shape
     lattice = block_lattice(w, CUT_GRID)
     cum, parts = row_sums(w), outer_contours(crop_fg)
@@ -644,7 +658,18 @@ def fit_target(
             break
     # The last sweep's band holds every pixel next to an edge.
     candidates = {"start": start[:2], **hull_candidates(parts, hull_edges)}
-    return PolygonFit("polygon", (r0, r1, c0, c1), centred(xp, yp, th, h, radius), start, candidates)
+    return centred(xp, yp, th, h, radius), start, candidates
+
+
+def fit_target(
+    p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int, hull_edges: int = 47
+) -> PolygonFit:
+    """Fit one (H, W) float32 target (steps 1-5 of the module docstring)."""
+    kind, window = target_window(p)
+    if kind != "polygon":
+        return PolygonFit(kind, window)
+    r0, r1, c0, c1 = window
+    return PolygonFit("polygon", window, *fit_window(p[r0:r1, c0:c1], edges, max_cuts, radius, sweeps, hull_edges))
 
 
 def polygons_to_icnn(polygons: list[Polygon | str | None], windows: torch.Tensor, width: int, sharpness: float) -> ICNN:

@@ -22,22 +22,26 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
 from sam_convex import outlines, validation
 from sam_convex.icnn import ICNN
+from sam_convex.parallel import map_ordered
 from sam_convex.polygon import (
     CANDIDATES,
     Polygon,
+    PolygonFit,
     centred_candidate,
-    fit_target,
+    fit_window,
     pixel_weights,
     polygon_cost,
     polygons_to_icnn,
     render_polygon_masks,
     row_sums,
+    target_window,
 )
 from sam_convex.rendering import OUTSIDE_LOGIT, render_logits, render_masks
 
@@ -115,14 +119,24 @@ def moments(weights: torch.Tensor, coords: torch.Tensor, rows: int, cols: int):
     return mean, cov
 
 
-def hard_distances(probs: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+def hard_distances(probs: torch.Tensor, masks: torch.Tensor, windows: list | None = None) -> np.ndarray:
     """(N,) float32: mean over pixels of (p - mask)^2 for (N, H, W) targets and masks,
-    the quantity proj_S minimises (accumulated in float64)."""
+    the quantity proj_S minimises (accumulated in float64): sum p^2 + sum over the mask
+    of (1 - 2p).
+
+    Args:
+        windows: per mask (r0, r1, c0, c1) rows and cols holding the whole mask, or None
+            (the whole image). sum p^2 is one pass of OpenCV over the float32 target
+            (double accumulation); the rest costs the window, not the image.
+    """
     out = np.empty(probs.shape[0], np.float32)
+    height, width = probs.shape[1:]
     for i in range(probs.shape[0]):
-        p = probs[i].detach().cpu().double().numpy().ravel()
-        m = masks[i].cpu().numpy().ravel()
-        out[i] = (p @ p + pixel_weights(p[m]).sum()) / p.size  # sum (p - m)^2 = sum p^2 + sum_m w
+        p = np.ascontiguousarray(probs[i].detach().cpu().float().numpy())
+        r0, r1, c0, c1 = windows[i] if windows is not None else (0, height, 0, width)
+        m = masks[i, r0:r1, c0:c1].cpu().numpy()
+        # sum (p - m)^2 = sum p^2 + sum over the mask of w
+        out[i] = (cv2.norm(p, cv2.NORM_L2SQR) + pixel_weights(p[r0:r1, c0:c1][m]).sum()) / p.size
     return out
 
 
@@ -242,6 +256,9 @@ class ConvexProjector:
         threads: torch and BLAS threads during the fit (restored afterwards); None
             leaves them alone. The fit is many small operations: on a CPU one thread
             is usually fastest, and far faster when other work shares the cores.
+        workers: processes that fit the masks of one call in parallel (one thread
+            each; the pool starts on first use and is kept); 1 fits them in this
+            process. The masks and weights are those of workers=1, bit for bit.
 
     The fit uses no randomness: same input, same output, and a batched call returns
     exactly the masks and weights of N single calls.
@@ -255,6 +272,7 @@ class ConvexProjector:
     sharpness: float = 10.0
     device: str | torch.device | None = None
     threads: int | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
         # The upper bounds keep memory, time and float32 logits sane; they are far beyond
@@ -266,6 +284,7 @@ class ConvexProjector:
         self.radius = validation.number("radius", self.radius, minimum=1.0, maximum=32.0)
         self.sharpness = validation.number("sharpness", self.sharpness, above=0, maximum=1e6)
         self.threads = validation.integer("threads", self.threads, minimum=1, allow_none=True)
+        self.workers = validation.integer("workers", self.workers, minimum=1, maximum=1024)
         validation.device("device", self.device)
         if self.edges + self.max_cuts > 2 * self.width - 1:
             raise ValueError(
@@ -293,11 +312,27 @@ class ConvexProjector:
         with limit_threads(self.threads):
             return self._fit(probs.detach().cpu(), device)
 
+    @property
+    def _fit_window(self) -> functools.partial:
+        """`fit_window` with this projector's settings (a picklable job for the workers)."""
+        return functools.partial(
+            fit_window,
+            edges=self.edges,
+            max_cuts=self.max_cuts,
+            radius=self.radius,
+            sweeps=self.sweeps,
+            hull_edges=2 * self.width - 1,
+        )
+
     def _fit(self, probs: torch.Tensor, device: torch.device) -> ConvexFit:
         p_all = probs.numpy()
         height, width = p_all.shape[1:]
-        hull_edges = 2 * self.width - 1
-        fits = [fit_target(p, self.edges, self.max_cuts, self.radius, self.sweeps, hull_edges) for p in p_all]
+        kinds = [target_window(p) for p in p_all]
+        # Only the window crops travel to the worker processes.
+        todo = [i for i, (kind, _) in enumerate(kinds) if kind == "polygon"]
+        crops = [p_all[i][slice(*kinds[i][1][:2]), slice(*kinds[i][1][2:])] for i in todo]
+        fitted = dict(zip(todo, map_ordered(self._fit_window, crops, self.workers)))
+        fits = [PolygonFit(kind, window, *fitted.get(i, ())) for i, (kind, window) in enumerate(kinds)]
         windows = torch.tensor([[c0, r0, c1, r1] for r0, r1, c0, c1 in (f.window for f in fits)], dtype=torch.float32)
         polygons = [{"empty": None, "full": "full"}.get(f.kind, f.polygon) for f in fits]
         net = polygons_to_icnn(polygons, windows, self.width, self.sharpness)
@@ -310,7 +345,7 @@ class ConvexProjector:
         edges = np.array([p.th.size if isinstance(p, Polygon) else 0 for p in polygons])
         return ConvexFit(
             masks=masks.to(device),
-            losses=hard_distances(probs, masks),
+            losses=hard_distances(probs, masks, [f.window for f in fits]),
             windows=windows,
             net=net,
             image_size=(height, width),

@@ -36,8 +36,18 @@ def test_bench_command_writes_report_and_caches_the_slow_fits(tmp_path, monkeypa
     argv = ["--masks", "2", "--reference-masks", "1", "--reference-steps", "3", "--batch", "2", "--repeats", "1"]
     monkeypatch.setattr(bench_projection, "LONG_FIT", dict(bench_projection.LONG_FIT, steps=20, grid=32))
     monkeypatch.setattr(bench_projection, "big_image", lambda threads: None)
+    monkeypatch.setattr(bench_projection, "PHOTO_SIZES", {"192x108": ((108, 192), 1.0), "400x300": ((300, 400), 0.5)})
+    argv += ["--photo-masks", "2"]
     assert bench_projection.main([*argv, "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "bench_projection.json").read_text())
+    assert [p["masks"] for p in result["photo"].values()] == [2, 1]
+    assert all(
+        set(p["rows"]) == {"cv2 contour hull + fill", "skimage convex_hull_image", "ConvexProjector()"}
+        for p in result["photo"].values()
+    )
+    assert list(result["workers"]) == ["2 masks of 256x256", "2 masks of 192x108"]
+    assert all(row["equal"] and row["masks_per_s"] > 0 for rows in result["workers"].values() for row in rows.values())
+
     assert set(result["single"]) >= {
         "skimage convex_hull_image",
         "cv2 convexHull + fill",

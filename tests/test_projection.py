@@ -121,6 +121,17 @@ def test_deterministic_and_batched_equals_single_bit_for_bit():
             assert torch.equal(p1[..., 0, :, :], pb[..., i, :, :])
 
 
+def test_workers_return_the_one_process_fit_bit_for_bit():
+    targets = np.stack(
+        [CONVEX["ellipse"], NONCONVEX["bitten_disk"], np.zeros((256, 256), np.float32), *bench_targets(3)]
+    )
+    one, two = PROJECTOR.fit(targets), dataclasses.replace(PROJECTOR, workers=2).fit(targets)
+    assert torch.equal(one.masks, two.masks) and torch.equal(one.windows, two.windows)
+    assert np.array_equal(one.losses, two.losses) and np.array_equal(one.details["choice"], two.details["choice"])
+    for p1, p2 in zip(one.net.parameters(), two.net.parameters()):
+        assert torch.equal(p1, p2)
+
+
 def test_repr_shows_every_setting():
     text = repr(ConvexProjector())
     for field in dataclasses.fields(ConvexProjector):
@@ -230,6 +241,8 @@ def test_bad_targets_raise_clear_errors(bad, match):
         {"sharpness": float("nan")},
         {"sharpness": None},
         {"threads": 0},
+        {"workers": 0},
+        {"workers": 2.5},
         {"device": "meta"},
         {"device": "nonsense"},
         {"device": "cuda:9"},

@@ -70,7 +70,8 @@ def cache_dir(
 ) -> Path:
     """Where items are cached: a readable name + a hash of everything that changes an
     item's result (every projector setting included); shared by every severity."""
-    settings = [type(projector).__name__, dataclasses.asdict(projector)]
+    # `workers` changes where a fit runs, not its result (bit for bit): not part of the key.
+    settings = [type(projector).__name__, {k: v for k, v in dataclasses.asdict(projector).items() if k != "workers"}]
     digest = runs.key(
         CACHE_VERSION,
         sam_convex.__version__,  # a release that changes results starts a fresh cache

@@ -1,0 +1,63 @@
+"""Independent per-mask jobs across processes: one pool per worker count, kept for the
+life of the process (starting one costs a fork and a few ms; a fit costs milliseconds).
+
+The jobs are pure functions of their arguments (the polygon fit uses no randomness and
+runs the same numpy/OpenCV code in every process, one thread each), so the results are
+the serial results, bit for bit, in the order given.
+
+Processes, not threads: the fit is many small numpy operations, most of its time is
+Python holding the GIL. On Linux the pool forks (no re-import, no `if __name__ ==
+"__main__"` guard needed in scripts; the workers run numpy and OpenCV only, never
+torch, whose thread pool does not survive a fork); elsewhere it spawns.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _init_worker() -> None:
+    """One thread per worker process: the workers are the parallelism, and OpenCV's
+    own thread pool must not be used after a fork."""
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1)
+
+
+def pool(workers: int) -> ProcessPoolExecutor:
+    """The process's pool of `workers` processes (created on first use)."""
+    if workers not in _POOLS:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        _POOLS[workers] = ProcessPoolExecutor(workers, multiprocessing.get_context(method), _init_worker)
+    return _POOLS[workers]
+
+
+def shutdown() -> None:
+    """Stop every pool (at exit, or to free the processes early)."""
+    while _POOLS:
+        _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown)
+
+
+def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
+    """[fn(item) for item in items], on `workers` processes when workers > 1 and there is
+    more than one item. `fn` and the items must pickle (a module-level function or a
+    functools.partial of one). A pool whose worker died is discarded, and the error raised."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    try:
+        return list(pool(workers).map(fn, items))
+    except BrokenProcessPool:
+        _POOLS.pop(workers, None)
+        raise
