@@ -8,13 +8,20 @@
 (b) the convex AMGs' post-processing (`sam_convex.amg.project_records`: gate, one batched
     fit, rendering, boxes) for N masks of a 480x640 image, half clean scene objects and
     half rings / L-shapes (those of `eval.bench_amg_gate`) at random sizes and places, with every mask projected
-    (min_solidity 0) and with the library's default gate.
+    (min_solidity 0) and with the library's default gate, in one process and in
+    `--workers` processes (`ConvexProjector(workers=...)`).
+(c) one click on a 1920x1080 photo: SAM 2's predict (point prompt, its 3 masks) with and
+    without projection, the time of SAM 2's mask decoder inside that call (forward hooks
+    on `sam_mask_decoder`; the real Hiera-tiny decoder, random weights: its cost does not
+    depend on the weights), and the projection of 3 SAM-like masks of that size
+    (`eval.bench_projection.photo_targets` as logits), what a real model's smooth masks cost.
 
 One torch thread; median of `--repeats` calls. Writes <out>/bench_overhead{,_gpu}.{md,json}.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -26,7 +33,7 @@ import torch
 from skimage.transform import resize
 
 from eval import runs
-from eval.bench_projection import scene_targets
+from eval.bench_projection import photo_targets, scene_targets
 from sam_convex import ConvexProjector, validation
 from sam_convex.amg import DEFAULT_MIN_SOLIDITY, major_solidity, project_records
 from sam_convex.sam2_predictor import Sam2ConvexPredictor
@@ -94,17 +101,72 @@ def amg_masks(n: int, seed: int = 0) -> list[np.ndarray]:
     return masks
 
 
-def amg_overhead(counts: list[int], repeats: int) -> list[dict]:
-    """Rows {masks, min_solidity, fitted, seconds} per mask count and gate."""
-    projector = ConvexProjector(threads=1)
+def amg_overhead(counts: list[int], repeats: int, workers: int = 1) -> list[dict]:
+    """Rows {masks, min_solidity, workers, fitted, seconds} per mask count, gate and
+    worker count (1 and `workers`)."""
     rows = []
-    for n in counts:
-        records = [dict(segmentation=m) for m in amg_masks(n)]
-        for gate in (0.0, DEFAULT_MIN_SOLIDITY):
-            seconds = median_seconds(lambda r=records, g=gate: project_records(r, projector, g), repeats)
-            fitted = int(sum(major_solidity(r["segmentation"]) >= gate for r in records))
-            rows.append(dict(masks=n, min_solidity=gate, fitted=fitted, seconds=seconds))
+    for w in sorted({1, workers}):
+        projector = ConvexProjector(threads=1, workers=w)
+        project_records([dict(segmentation=m) for m in amg_masks(2 * w)], projector, 0.0)  # starts the pool
+        for n in counts:
+            records = [dict(segmentation=m) for m in amg_masks(n)]
+            for gate in (0.0, DEFAULT_MIN_SOLIDITY):
+                seconds = median_seconds(lambda r=records, g=gate, p=projector: project_records(r, p, g), repeats)
+                fitted = int(sum(major_solidity(r["segmentation"]) >= gate for r in records))
+                rows.append(dict(masks=n, min_solidity=gate, workers=w, fitted=fitted, seconds=seconds))
     return rows
+
+
+CLICK_SIZE = (1080, 1920)
+
+
+def click_overhead(repeats: int, device: str) -> dict:
+    """One click on a 1920x1080 image: SAM 2's predict with 3 masks with and without
+    projection, its mask decoder's share, and the projection of 3 SAM-like masks."""
+    from sam2.build_sam import build_sam2
+
+    torch.manual_seed(0)  # the random weights
+    model = build_sam2(SAM2_CONFIG, ckpt_path=None, device=device)
+    image = np.random.default_rng(0).integers(0, 255, (*CLICK_SIZE, 3), dtype=np.uint8)
+    plain = Sam2ConvexPredictor(model, project=False)
+    convex = Sam2ConvexPredictor(model, projector=ConvexProjector(threads=1))
+    start = time.perf_counter()
+    plain.set_image(image)
+    set_image_s = time.perf_counter() - start
+    convex.set_image(image)
+    point = dict(point_coords=np.array([[960.0, 540.0]]), point_labels=np.array([1]))
+    decoder = []
+
+    def before(*_):
+        decoder.append(-time.perf_counter())
+
+    def after(*_):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        decoder[-1] += time.perf_counter()
+
+    hooks = [
+        model.sam_mask_decoder.register_forward_pre_hook(before),
+        model.sam_mask_decoder.register_forward_hook(after),
+    ]
+    try:
+        plain.predict(**point)  # warm-up
+        decoder.clear()
+        off = median_seconds(lambda: plain.predict(**point), repeats)
+        decoder_s = statistics.median(decoder)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    convex.predict(**point)
+    on = median_seconds(lambda: convex.predict(**point), repeats)
+    probs = photo_targets(3, CLICK_SIZE)
+    logits = torch.from_numpy(np.log(probs) - np.log1p(-probs))
+    projector = ConvexProjector(threads=1)
+    projector.fit(logits, logits=True)
+    smooth = median_seconds(lambda: projector.fit(logits, logits=True), repeats)
+    return dict(
+        size=CLICK_SIZE, set_image_s=set_image_s, off_s=off, on_s=on, decoder_s=decoder_s, sam_like_fit_s=smooth
+    )
 
 
 def markdown(r: dict) -> str:
@@ -113,7 +175,9 @@ def markdown(r: dict) -> str:
         "",
         f"Produced by `{r['command']}` on {r['machine']}, 1 torch thread, {r['date']}; median of {r['repeats']} "
         f"calls. Model: sam2.1 Hiera-tiny ({SAM2_CONFIG}) with random weights (seed 0); checkpoint: none; data: "
-        f"a random {W}x{H} image (a) and masks built from the embedded scenes' objects, rings and L-shapes (b). "
+        f"a random {W}x{H} image (a), masks built from the embedded scenes' objects, rings and L-shapes (b), a "
+        f"random {CLICK_SIZE[1]}x{CLICK_SIZE[0]} image and SAM-like masks (c). Load average (1, 5, 15 min) at the "
+        f"end: {', '.join(f'{v:.2f}' for v in r['load_average'])}. "
         f"Versions: {', '.join(f'{k} {v}' for k, v in r['versions'].items())}.",
         "",
         "## (a) Sam2ConvexPredictor.predict",
@@ -137,16 +201,39 @@ def markdown(r: dict) -> str:
         "Half convex scene objects, half rings / L-shapes. min_solidity 0 projects every mask; "
         f"{DEFAULT_MIN_SOLIDITY} is the library's default gate (`python -m eval.bench_amg_gate`).",
         "",
-        "| masks per image | min_solidity | masks fitted | time per image | per fitted mask |",
-        "|---|---|---|---|---|",
+        "| masks per image | min_solidity | workers | masks fitted | time per image | per fitted mask |",
+        "|---|---|---|---|---|---|",
     ]
     for row in r["amg"]:
         per = f"{1e3 * row['seconds'] / row['fitted']:.0f} ms" if row["fitted"] else "–"
-        lines.append(f"| {row['masks']} | {row['min_solidity']:g} | {row['fitted']} | {row['seconds']:.2f} s | {per} |")
+        lines.append(
+            f"| {row['masks']} | {row['min_solidity']:g} | {row['workers']} | {row['fitted']} | {row['seconds']:.2f} s "
+            f"| {per} |"
+        )
+    c = r["click"]
+    lines += [
+        "",
+        f"## (c) One click on a {c['size'][1]}x{c['size'][0]} photo (SAM 2, 3 masks)",
+        "",
+        "SAM 2's own predict: prompt encoder, mask decoder and the upsampling of its 3 masks to the photo size "
+        f"(set_image, once per photo, is not part of a click: {c['set_image_s']:.2f} s). The decoder is the real "
+        "sam2.1 Hiera-tiny mask decoder (random weights; its cost does not depend on them), timed by forward "
+        "hooks inside the same calls. Random weights give noisy masks over the whole photo, an upper bound "
+        "for the fit; the last row projects 3 smooth SAM-like masks of the same size (logits in), what a "
+        "trained model's masks cost.",
+        "",
+        "| per click | ms |",
+        "|---|---|",
+        f"| SAM 2 predict, project=False | {1e3 * c['off_s']:.1f} |",
+        f"| of which SAM 2's mask decoder | {1e3 * c['decoder_s']:.1f} |",
+        f"| Sam2ConvexPredictor predict (project=True) | {1e3 * c['on_s']:.1f} |",
+        f"| projection adds (random-weight masks) | {1e3 * (c['on_s'] - c['off_s']):.1f} |",
+        f"| `ConvexProjector().fit` of 3 SAM-like masks (logits) | {1e3 * c['sam_like_fit_s']:.1f} |",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def run(repeats: int, counts: list[int], device: str, out: Path, command: str) -> dict:
+def run(repeats: int, counts: list[int], device: str, out: Path, command: str, workers: int = 2) -> dict:
     torch.set_num_threads(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sam2 warns once that its optional CUDA extension is missing
@@ -156,7 +243,9 @@ def run(repeats: int, counts: list[int], device: str, out: Path, command: str) -
         "repeats": repeats,
         "set_image_s": set_image_s,
         "sam2": sam2_rows,
-        "amg": amg_overhead(counts, repeats),
+        "amg": amg_overhead(counts, repeats, workers),
+        "click": click_overhead(repeats, device),
+        "load_average": os.getloadavg(),
         "machine": runs.machine(device),
         "versions": runs.versions(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -173,6 +262,7 @@ def build_parser() -> validation.CommandLineParser:
     parser.add_argument("--repeats", type=int, default=3, help="calls per measurement, median taken (default 3)")
     parser.add_argument("--counts", default="10,25,50,100", help="AMG masks per image (default 10,25,50,100)")
     parser.add_argument("--device", default="cpu", help="torch device of SAM 2 (default cpu)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the AMG rows (default 2)")
     parser.add_argument("--out", default="reports", help="output directory (default reports/)")
     return parser
 
@@ -183,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     try:
         counts = [int(c) for c in args.counts.split(",")]
     except ValueError:
@@ -192,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         validation.device("--device", args.device)
         out = runs.check_writable(args.out)
-        r = run(args.repeats, counts, args.device, out, " ".join(["python -m eval.bench_overhead", *argv]))
+        command = " ".join(["python -m eval.bench_overhead", *argv])
+        r = run(args.repeats, counts, args.device, out, command, args.workers)
     except (OSError, ValueError) as err:
         parser.fail(err)
     one = next(row for row in r["sam2"] if row["masks"] == 1)

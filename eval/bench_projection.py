@@ -200,7 +200,7 @@ def time_photo(targets: np.ndarray, repeats: int, skimage_masks: int) -> dict:
     """
     projector = ConvexProjector()
     methods = {
-        "cv2 contour hull + fill": lambda t: cv2_hull(t > 0.5),
+        "cv2 contour hull + fill": lambda t: baselines.opencv_hull(t > 0.5),
         "ConvexProjector()": lambda t: projector(t),
     }
     for method in methods.values():

@@ -6,9 +6,10 @@ runs the same numpy/OpenCV code in every process, one thread each), so the resul
 the serial results, bit for bit, in the order given.
 
 Processes, not threads: the fit is many small numpy operations, most of its time is
-Python holding the GIL. On Linux the pool forks (no re-import, no `if __name__ ==
-"__main__"` guard needed in scripts; the workers run numpy and OpenCV only, never
-torch, whose thread pool does not survive a fork); elsewhere it spawns.
+Python holding the GIL. The workers come from a fork server where there is one (a clean
+process started once; forking the caller itself deadlocked: it holds the locks of torch's,
+OpenCV's and the executor's threads), else they are spawned. As with any process pool,
+a script that uses workers > 1 needs the `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
 def _init_worker() -> None:
-    """One thread per worker process: the workers are the parallelism, and OpenCV's
-    own thread pool must not be used after a fork."""
+    """One thread per worker process: the workers are the parallelism."""
     import cv2
     from threadpoolctl import threadpool_limits
 
@@ -36,8 +36,13 @@ def _init_worker() -> None:
 def pool(workers: int) -> ProcessPoolExecutor:
     """The process's pool of `workers` processes (created on first use)."""
     if workers not in _POOLS:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        _POOLS[workers] = ProcessPoolExecutor(workers, multiprocessing.get_context(method), _init_worker)
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            # Imported once in the server, inherited by every worker it forks.
+            context.set_forkserver_preload(["sam_convex.polygon"])
+        else:
+            context = multiprocessing.get_context("spawn")
+        _POOLS[workers] = ProcessPoolExecutor(workers, context, _init_worker)
     return _POOLS[workers]
 
 

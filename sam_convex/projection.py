@@ -305,11 +305,11 @@ class ConvexProjector:
 
     def fit(self, targets, logits: bool = False) -> ConvexFit:
         """Fit one ICNN per mask and return the `ConvexFit` (tensors always (N, H, W))."""
-        probs = validation.probabilities(targets, logits=logits)
-        if probs.dim() == 2:
-            probs = probs.unsqueeze(0)
-        device = torch.device(self.device) if self.device is not None else probs.device
         with limit_threads(self.threads):
+            probs = validation.probabilities(targets, logits=logits)
+            if probs.dim() == 2:
+                probs = probs.unsqueeze(0)
+            device = torch.device(self.device) if self.device is not None else probs.device
             return self._fit(probs.detach().cpu(), device)
 
     @property

@@ -156,9 +156,15 @@ def probabilities(targets: Any, logits: bool = False, keep_grad: bool = False) -
     if t.dtype == torch.bool:
         return t.float()
     t = t.float()
-    # One pass for both checks: min and max propagate NaN, and an infinity is one of them
-    # (torch.isfinite(...).all() alone took 5 ms per megapixel, 20x a hull of the mask).
-    lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+    # Both checks from the min and max (they propagate NaN, and an infinity is one of
+    # them); on the CPU by numpy, which uses no thread pool: torch.isfinite(...).all()
+    # took 5 ms per megapixel, 20x a hull of the mask, and torch's threads stall when
+    # other work shares the cores.
+    values = t.detach()
+    if values.device.type == "cpu":
+        lo, hi = float(values.numpy().min()), float(values.numpy().max())
+    else:
+        lo, hi = (float(v) for v in torch.aminmax(values))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("targets contain NaN or infinite values")
     if logits:

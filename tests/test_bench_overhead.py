@@ -13,6 +13,8 @@ def test_overhead_command_writes_both_parts(tmp_path, capsys):
     r = json.loads((tmp_path / "bench_overhead.json").read_text())
     assert [row["masks"] for row in r["sam2"]] == [3, 1, 8]
     assert all(row["on_s"] > 0 and row["off_s"] > 0 for row in r["sam2"])
+    assert {row["workers"] for row in r["amg"]} == {1, 2}
+    assert r["click"]["off_s"] > r["click"]["decoder_s"] > 0 and r["click"]["sam_like_fit_s"] > 0
     gates = {row["min_solidity"]: row["fitted"] for row in r["amg"]}
     assert gates[0.0] == 4 and gates[bench_overhead.DEFAULT_MIN_SOLIDITY] == 2  # rings and Ls are gated out
     md = (tmp_path / "bench_overhead.md").read_text()
@@ -26,6 +28,7 @@ def test_overhead_command_writes_both_parts(tmp_path, capsys):
         (["--repeats", "0"], "--repeats must be >= 1"),
         (["--counts", "a,b"], "--counts must be comma-separated integers"),
         (["--counts", "0"], "--counts must be >= 1"),
+        (["--workers", "0"], "--workers must be >= 1"),
         (["--device", "nonsense"], "nonsense"),
     ],
 )

@@ -123,7 +123,12 @@ def test_deterministic_and_batched_equals_single_bit_for_bit():
 
 def test_workers_return_the_one_process_fit_bit_for_bit():
     targets = np.stack(
-        [CONVEX["ellipse"], NONCONVEX["bitten_disk"], np.zeros((256, 256), np.float32), *bench_targets(3)]
+        [
+            CONVEX["ellipse"],
+            NONCONVEX["bitten_disk"],
+            np.zeros((256, 256), np.float32),
+            *damaged_objects(list(CONVEX.values()), 3, seed=0)[0],
+        ]
     )
     one, two = PROJECTOR.fit(targets), dataclasses.replace(PROJECTOR, workers=2).fit(targets)
     assert torch.equal(one.masks, two.masks) and torch.equal(one.windows, two.windows)
