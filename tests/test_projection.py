@@ -9,7 +9,7 @@ from skimage.morphology import convex_hull_image
 
 from sam_convex import ConvexProjector, GradientProjector
 from sam_convex.measures import hull_gap, iou
-from sam_convex.polygon import best_start, block_lattice, pixel_weights
+from sam_convex.polygon import OPEN_EXACT_RADIUS, best_start, block_lattice, open_disk, pixel_weights
 from sam_convex.rendering import render_logits
 from sam_convex.synthetic import THIN_SHAPES as SHAPES
 from sam_convex.synthetic import damaged_objects, disk, ellipse, line_mask, polygon, rectangle_mask, rotated_rectangle
@@ -135,6 +135,18 @@ def test_workers_return_the_one_process_fit_bit_for_bit():
     assert np.array_equal(one.losses, two.losses) and np.array_equal(one.details["choice"], two.details["choice"])
     for p1, p2 in zip(one.net.parameters(), two.net.parameters()):
         assert torch.equal(p1, p2)
+
+
+def test_large_openings_by_distance_transforms_match_opencvs_morphology():
+    fg = np.zeros((600, 800), np.uint8)
+    cv2.circle(fg, (300, 300), 180, 1, -1)
+    cv2.rectangle(fg, (450, 290), (790, 310), 1, -1)  # a streak glued to the object
+    radius = OPEN_EXACT_RADIUS + 8
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    expected = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel) > 0
+    opened = open_disk(fg > 0, radius)
+    assert not opened[300, 700] and opened[300, 300]  # the streak is cut, the disk kept
+    assert (opened != expected).sum() < 0.001 * expected.sum()
 
 
 def test_repr_shows_every_setting():
