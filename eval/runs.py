@@ -91,6 +91,28 @@ def key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def digest(*parts: np.ndarray | bytes | str | None) -> str:
+    """A short hash of contents: arrays (their bytes and shape), bytes and strings in
+    order; None parts are skipped. A cached result keyed on it is reused only for the
+    same inputs, whatever their file names."""
+    h = hashlib.sha256()
+    for part in parts:
+        if part is None:
+            continue
+        if isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+            h.update(str(part.shape).encode())
+        else:
+            h.update(part.encode() if isinstance(part, str) else part)
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """`digest` of a file's bytes, read in chunks (feature files can be large)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and a rename,
     so readers see the old file or the whole new one, never a part."""

@@ -304,3 +304,24 @@ def test_images_too_small_to_corrupt_are_named_before_any_compute(tmp_path):
     with pytest.raises(ValueError, match=r"img_0 .* smaller than 32 px"):
         small_run(tiny, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_dotted_names_get_their_own_cache_files(data, tmp_path):
+    """scan.v1 and scan.v2 shared one cache file (`with_suffix` cut ".v1__clean"): a rerun
+    read one image's rows as another condition's, and rows went missing."""
+    import shutil
+
+    folder = tmp_path / "folder"
+    for sub in ("images", "masks", "scribbles"):
+        (folder / sub).mkdir(parents=True)
+    for i, name in enumerate(("scan.v1", "scan.v2")):
+        shutil.copy(data / "img" / f"img_{i}.png", folder / "images" / f"{name}.png")
+        shutil.copy(data / "ground_truth" / f"GT_{i}.png", folder / "masks" / f"{name}.png")
+        shutil.copy(data / "user_scribbles" / f"scribbleMask_{i}.png", folder / "scribbles" / f"{name}.png")
+    first = pd.read_csv(small_run(folder, tmp_path / "rep", dataset="folder")["csv"])
+    assert len(first) == 2 * 3 * len(harness.METHODS)
+    assert sorted(set(first["image"])) == ["scan.v1", "scan.v2"]
+    computed = []
+    again = pd.read_csv(small_run(folder, tmp_path / "rep", dataset="folder", on_item=computed.append)["csv"])
+    assert computed == []  # every item from its own cache file
+    pd.testing.assert_frame_equal(again, first)

@@ -530,3 +530,69 @@ def test_tune_rechoose_rewrites_the_choice_only(tmp_path, capsys):
     assert "projector **gradient projector**" in (tmp_path / "scribbles_dev.md").read_text()
     assert tune.main(["--rechoose", "--out", str(tmp_path / "none")]) == 2
     assert "scribbles_dev.csv not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 24: contents, dotted names, foreign dev grids
+
+
+def test_cache_is_keyed_on_contents_not_names(tmp_path, folder):
+    """Replacing an image, its scribbles or its feature file retrains that image (the
+    cache was keyed on names: "3 of 3 from cache")."""
+    out, feats = tmp_path / "out", tmp_path / "feats"
+    feats.mkdir()
+    rng = np.random.default_rng(0)
+    torch.save({"embedmap": rng.normal(size=(12, 16, 6)).astype(np.float32)}, feats / "s1.pt")
+    args = fast_args(folder, out, "--features", str(feats), "--inputs", "rgb+sem", "--nets", "fcn", "--seeds", "1")
+
+    def from_cache():
+        assert main(args) == 0
+        return (out / "scribbles.md").read_text().count("1 of 2 training pairs from cache")
+
+    assert main(args) == 0
+    torch.save({"embedmap": rng.normal(size=(12, 16, 6)).astype(np.float32)}, feats / "s1.pt")
+    assert from_cache() == 1  # s1 retrained, s0 from the cache
+    image, _, scribbles = generated_scene(seed=5)
+    Image.fromarray(image).save(folder / "images" / "s0.png")
+    assert from_cache() == 1  # s0 retrained
+    Image.fromarray(np.array([0, 128, 255], np.uint8)[np.roll(scribbles, 3, axis=1)]).save(
+        folder / "scribbles" / "s1.png"
+    )
+    assert from_cache() == 1  # s1 retrained
+
+
+def test_a_dotted_name_never_reads_another_images_feature_file(tmp_path):
+    """scan.v1 looked for scan.v1.pt, then scan.pt: another image's features."""
+    torch.save({"embedmap": np.zeros((12, 16, 6), np.float32)}, tmp_path / "scan.pt")
+    _, source = semantic_features(np.zeros((24, 32, 3), np.uint8), "scan.v1", 6, 8, tmp_path, k=3)
+    assert source == STANDIN
+
+
+def _foreign_dev_grids(tmp_path):
+    """A truncated dev grid, a table of other columns and another command's CSV."""
+    rows = [
+        dict(config="start", settings="s", image="a", net="fcn", features="rgb+sem", mode=m, k=0, iou_pred=0.5,
+             iou_convex=0.5, iou_proj=0.5, chosen=True, numerics="n")
+        for m in ("sequential", "joint")
+    ]  # fmt: skip
+    text = pd.DataFrame(rows * 20).to_csv(index=False)
+    grids = {"truncated": text[: len(text) // 2 + 7], "other table": "a,b,c\n1,2,3\n", "wrong values": text.replace(
+        "0.5,0.5,0.5", "0.5,x,0.5", 1)}  # fmt: skip
+    grids["corruption csv"] = pd.DataFrame({"image": ["a"], "condition": ["clean"], "iou": [0.5]}).to_csv(index=False)
+    for name, content in grids.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / report.DEV_CSV).write_text(content)
+    return list(grids)
+
+
+def test_rechoose_refuses_a_foreign_or_truncated_dev_grid_with_one_line(tmp_path, capsys):
+    for name in _foreign_dev_grids(tmp_path):
+        assert tune.main(["--rechoose", "--out", str(tmp_path / name)]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "scribbles_dev.csv" in err[0] and "Traceback" not in err[0], (name, err)
+
+
+def test_the_command_refuses_a_foreign_dev_grid_before_training(tmp_path, folder, capsys):
+    for name in _foreign_dev_grids(tmp_path):
+        line = expect_usage_error(capsys, fast_args(folder, tmp_path / name), "scribbles_dev.csv")
+        assert "rerun python -m eval.scribbles.tune" in line
+        assert not any((tmp_path / name / ".cache" / "scribbles").glob("*.json"))  # nothing trained

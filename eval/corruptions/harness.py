@@ -9,7 +9,6 @@ result as it arrives, and writes the report (`report`). What one item computes i
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -33,7 +32,7 @@ from sam_convex import ConvexProjector, GradientProjector, validation
 from sam_convex.projectors import make_projector
 from sam_convex.segmenters import Segmenter, choose_segmenter
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: item files named by the whole item name (dotted names collided)
 GRID_IMAGES = 3  # images whose masks are kept for the qualitative figure
 MIN_SIDE = 32  # imagecorruptions' smallest image side
 
@@ -57,12 +56,7 @@ class Executor(Protocol):
 
 def sample_digest(sample: Sample) -> str:
     """Hash of a sample's image, GT and scribbles (a cached item is reused only if equal)."""
-    h = hashlib.sha256()
-    for arr in (sample.image, sample.gt, sample.scribbles):
-        if arr is not None:
-            h.update(np.ascontiguousarray(arr).tobytes())
-            h.update(str(arr.shape).encode())
-    return h.hexdigest()[:16]
+    return runs.digest(sample.image, sample.gt, sample.scribbles)
 
 
 def cache_dir(
@@ -88,9 +82,12 @@ def cache_dir(
     return Path(out) / ".cache" / "corruptions" / name
 
 
-def item_stem(cache: Path, sample: Sample, condition: str, severity: int) -> Path:
+def item_paths(cache: Path, sample: Sample, condition: str, severity: int) -> tuple[Path, Path]:
+    """The item's cache files (record .json, masks .npz). The suffixes are appended to the
+    whole name, never put in place of a "suffix" (`with_suffix` would turn scan.v1__clean
+    and scan.v2__clean both into scan.json)."""
     name = f"{sample.name}__{CLEAN}" if condition == CLEAN else f"{sample.name}__{condition}__s{severity}"
-    return cache / name
+    return cache / f"{name}.json", cache / f"{name}.npz"
 
 
 RECORD_FIELDS = {
@@ -126,8 +123,7 @@ def read_cached(
     """(record, masks or None) of a finished item, or None when it is missing, was
     computed from a different sample (image, GT or scribbles changed), or is damaged
     (then a warning names the file and the item is recomputed)."""
-    stem = item_stem(cache, sample, condition, severity)
-    json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+    json_path, npz_path = item_paths(cache, sample, condition, severity)
     if not json_path.exists() or (want_masks and not npz_path.exists()):
         return None
     try:
@@ -153,13 +149,13 @@ def read_cached(
 def write_cached(cache: Path, sample: Sample, condition: str, severity: int, record: dict, masks: dict | None) -> None:
     """Store a finished item: masks (bit-packed) first, the JSON record last, as the
     marker that the item is complete. Adds the sample's digest to `record`."""
-    stem = item_stem(cache, sample, condition, severity)
+    json_path, npz_path = item_paths(cache, sample, condition, severity)
     record["sample"] = sample_digest(sample)
-    for path in (stem.with_suffix(".json"), stem.with_suffix(".npz")):
+    for path in (json_path, npz_path):
         runs.clear_damaged(path)
     if masks is not None:
-        runs.write_npz(stem.with_suffix(".npz"), {m: np.packbits(masks[m].ravel()) for m in METHODS})
-    runs.write_json(stem.with_suffix(".json"), record)
+        runs.write_npz(npz_path, {m: np.packbits(masks[m].ravel()) for m in METHODS})
+    runs.write_json(json_path, record)
 
 
 # ---------------------------------------------------------------------------- settings

@@ -135,13 +135,22 @@ def standin_features(image: np.ndarray, k: int = 4) -> np.ndarray:
     return pca_reduce(feats, k)
 
 
+def feature_file(name: str, features_dir: str | Path | None) -> Path | None:
+    """The feature file of the sample `name`: ``features_dir/<name>.pt`` when it exists,
+    else None. The whole name: "scan.v1" never falls back to scan.pt, another image's."""
+    if features_dir is None:
+        return None
+    path = Path(features_dir) / f"{name}.pt"
+    return path if path.is_file() else None
+
+
 def semantic_features(
     image: np.ndarray, name: str, height: int, width: int, features_dir: str | Path | None = None, k: int = 4
 ) -> tuple[np.ndarray, str]:
     """Semantic channels for one image at (height, width), and where they came from.
 
-    Looks for ``features_dir/<name>.pt`` (then ``<stem of name>.pt``); when there is no
-    directory or no file for this image, falls back to the stand-in.
+    Looks for ``features_dir/<name>.pt`` (`feature_file`); when there is no directory or
+    no file for this image, falls back to the stand-in.
 
     Args:
         image: (H, W, 3) uint8 RGB at full resolution.
@@ -161,10 +170,9 @@ def semantic_features(
                 f"--features {features_dir} is not a directory; pass a directory of "
                 "<image name>.pt files with an 'embedmap' entry, or omit it for the stand-in"
             )
-        for stem in dict.fromkeys((name, Path(name).stem)):
-            path = features_dir / f"{stem}.pt"
-            if path.is_file():
-                return resize_channels(pca_reduce(load_embedmap(path), k), height, width), EMBEDMAP
+        path = feature_file(name, features_dir)
+        if path is not None:
+            return resize_channels(pca_reduce(load_embedmap(path), k), height, width), EMBEDMAP
     small = resize_channels(image.astype(np.float32), height, width)
     small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
     return standin_features(small, k), STANDIN

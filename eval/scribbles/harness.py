@@ -36,7 +36,7 @@ from eval import runs
 from eval.datasets import DATASETS, Sample, load_dataset
 from eval.metrics import iou
 from eval.scribbles import report
-from eval.scribbles.features import resize_channels, semantic_features
+from eval.scribbles.features import feature_file, resize_channels, semantic_features
 from eval.scribbles.nets import TrainConfig, train_pair
 from sam_convex.gradient import GradientProjector
 from sam_convex.projection import ConvexProjector, grid_coords, limit_threads
@@ -58,7 +58,7 @@ GRADIENT_STEPS = 300  # GradientProjector's Adam steps here (its own default is 
 SCENES_SPLITS = {"dev": (0, 20), "test": (1, 50)}
 DEV_IMAGES = 20  # convexitydb / folder: dev = the first 20 images, test = the rest
 SPLITS = ("dev", "test", "all")
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: keyed on the contents of the image, scribbles and feature file
 CSV_COLUMNS = [
     "split",
     "image",
@@ -271,6 +271,11 @@ class ImageInputs:
                 "(the scribble mask is empty, or --size is too small)"
             )
         self._groups: tuple[dict, str] | None = None
+        # What training reads, by contents (the cache key): the image and its scribbles,
+        # and the feature file the semantic channels come from (none: the stand-in).
+        path = feature_file(sample.name, settings.features_dir)
+        self.digest = runs.digest(sample.image, sample.scribbles)
+        self.features_digest = runs.file_digest(path) if path is not None else "standin"
 
     def groups(self) -> tuple[dict[str, np.ndarray], str]:
         """Channel groups and semantic source, computed once, only when training."""
@@ -408,12 +413,15 @@ def item_rows(sample: Sample, item: dict, masks: dict, project_s: float) -> list
 # ---------------------------------------------------------------- cache
 
 
-def item_cache_paths(
-    settings: Settings, split: str, sample: Sample, net: str, features: str, seed: int
-) -> tuple[Path, Path]:
-    """(json, npz) cache files of one item: named by a hash of what changes its training."""
+def item_cache_paths(inputs: ImageInputs, split: str, net: str, features: str, seed: int) -> tuple[Path, Path]:
+    """(json, npz) cache files of one item: named by a hash of what changes its training,
+    the contents of its image, scribbles and feature file included (`ImageInputs.digest`):
+    a replaced file is trained again, not read from the cache under its old name."""
+    settings, sample = inputs.settings, inputs.sample
     name = runs.key(
         CACHE_VERSION,
+        inputs.digest,
+        inputs.features_digest if "sem" in features else None,
         settings.dataset,
         settings.data,
         split if settings.dataset == "scenes" else None,  # scenes: the split picks the images
@@ -470,7 +478,7 @@ def trained(
 ) -> tuple[dict, dict[str, np.ndarray], bool]:
     """(timings and source, arrays, from_cache) of one item, trained unless cached."""
     settings, sample = inputs.settings, inputs.sample
-    json_path, npz_path = item_cache_paths(settings, split, sample, net, features, seed)
+    json_path, npz_path = item_cache_paths(inputs, split, net, features, seed)
     if not settings.fresh:
         cached = read_cached(json_path, npz_path, inputs.shape, sample.gt.shape)
         if cached is not None:
@@ -552,11 +560,11 @@ def collect(settings: Settings) -> Results:
 
 def run(settings: Settings, command: str = "") -> pd.DataFrame:
     """Run the experiment and write scribbles.csv, scribbles.md, scribbles.png."""
+    dev = report.read_dev_summary(settings.out)  # a bad dev grid is refused before any training
     res = collect(settings)
     meta = metadata(res, settings, command)
     out = Path(settings.out)
     res.df.to_csv(out / "scribbles.csv", index=False, float_format="%.4f")
-    dev = report.read_dev_summary(out)
     (out / "scribbles.md").write_text(report.markdown_report(res.df, meta, dev))
     fig_samples = [s for s in res.samples if s.name in res.fig_masks]
     if fig_samples:

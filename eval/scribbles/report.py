@@ -29,6 +29,13 @@ PAPER_FEATURES = ("rgb+sem", "rgb+xy+sem")
 TIE = 0.005  # |joint − sequential| below this (per image, mean over seeds) is a tie
 MISSED = 0.05  # a convex output with IoU below this missed the object
 DEV_CSV = "scribbles_dev.csv"
+# The dev grid's columns that its readers use, by kind: text, whole numbers, IoUs, flags.
+DEV_COLUMNS = {
+    "text": ("config", "settings", "image", "net", "features", "mode"),
+    "integer": ("k",),
+    "number": ("iou_pred", "iou_convex", "iou_proj"),
+    "flag": ("chosen",),
+}
 # The poster's table: (mode, features, net) -> (predictor IoU, convex IoU).
 POSTER_SCRIBBLE_IOU = {
     ("sequential", "rgb+sem", "cnn"): (0.726, 0.843),
@@ -228,9 +235,51 @@ def delta_table(df: pd.DataFrame, cols: list[tuple[str, str]]) -> list[str]:
 
 
 def read_dev_summary(out: str | Path) -> pd.DataFrame | None:
-    """`dev_summary` of <out>/scribbles_dev.csv; None without it."""
+    """`dev_summary` of <out>/scribbles_dev.csv (`read_dev_csv`); None without it."""
     path = Path(out) / DEV_CSV
-    return dev_summary(pd.read_csv(path)) if path.exists() else None
+    return dev_summary(read_dev_csv(path)) if path.exists() else None
+
+
+def read_dev_csv(path: str | Path) -> pd.DataFrame:
+    """The dev grid written by `python -m eval.scribbles.tune`, checked: every column of
+    `DEV_COLUMNS` present and complete, of its kind, the modes known.
+
+    Raises:
+        ValueError: one line naming the file and what is wrong (unreadable, truncated,
+            another table), so a command can refuse it before computing anything.
+    """
+    fix = f"rerun python -m eval.scribbles.tune --out {Path(path).parent} or remove the file"
+    try:
+        dev = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable CSV ({err}); {fix}") from err
+    missing = [c for cols in DEV_COLUMNS.values() for c in cols if c not in dev.columns]
+    if missing:
+        raise ValueError(f"{path} is not a dev grid of eval.scribbles.tune (no column {', '.join(missing)}); {fix}")
+    if dev.empty:
+        raise ValueError(f"{path} has no rows; {fix}")
+    for kind, cols in DEV_COLUMNS.items():
+        for c in cols:
+            values = dev[c]
+            if kind == "text":
+                bad = values.isna() | ~values.map(lambda v: isinstance(v, str))
+            elif kind == "flag":
+                bad = ~values.map(lambda v: isinstance(v, (bool, np.bool_)))
+            else:
+                numbers = pd.to_numeric(values, errors="coerce")
+                bad = numbers.isna() | (numbers != numbers.round() if kind == "integer" else numbers.isna())
+                if kind == "number":
+                    bad |= (numbers < 0) | (numbers > 1)
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # 1-based, after the header
+                raise ValueError(
+                    f"{path}: column {c} has a missing or wrong value on line {row} ({values.iloc[row - 2]!r}; "
+                    f"truncated or edited?); {fix}"
+                )
+    modes = sorted(set(dev["mode"]) - set(MODES))
+    if modes:
+        raise ValueError(f"{path}: unknown mode {modes[0]!r} (expected {' or '.join(MODES)}); {fix}")
+    return dev.astype(dict.fromkeys(DEV_COLUMNS["number"], float) | {"k": int})
 
 
 def dev_summary(dev: pd.DataFrame) -> pd.DataFrame:

@@ -127,7 +127,11 @@ def rechoose(out: Path) -> int:
     path = out / report.DEV_CSV
     if not path.is_file():
         raise ValueError(f"{path} not found: run python -m eval.scribbles.tune --out {out} first")
-    dev = pd.read_csv(path)
+    dev = report.read_dev_csv(path)
+    # The rule compares with the "start" configuration, on the poster's columns.
+    if "start" not in set(dev.config) or not dev.features.isin(PAPER_FEATURES).any():
+        what = "start configuration" if "start" not in set(dev.config) else f"columns {', '.join(PAPER_FEATURES)}"
+        raise ValueError(f"{path} lacks the {what}: rerun python -m eval.scribbles.tune --out {out}")
     joint, projector = choose(dev)
     dev = dev.assign(chosen=dev.config.isin([joint, projector]))
     dev.to_csv(path, index=False, float_format="%.4f")
