@@ -295,14 +295,16 @@ class Sam2ConvexPredictor:
         """
         h = max(m.shape[1] for m in sam_logits)
         w = max(m.shape[2] for m in sam_logits)
-        # Background beyond an image's own size (finite: -inf would make NaN in the fit).
+        # The target is the logits relative to mask_threshold; beyond an image's own size
+        # it is background, OUTSIDE_LOGIT below the threshold whatever the threshold is
+        # (finite: -inf would make NaN in the fit). Padding with a fixed logit became
+        # foreground for a threshold below it.
         stack = np.full((sum(len(m) for m in sam_logits), h, w), OUTSIDE_LOGIT, np.float32)
         start = 0
         for m in sam_logits:
-            stack[start : start + len(m), : m.shape[1], : m.shape[2]] = m
+            stack[start : start + len(m), : m.shape[1], : m.shape[2]] = m - np.float32(self.mask_threshold)
             start += len(m)
-        target = torch.from_numpy(stack).to(self.device) - self.mask_threshold
-        fit = self.projector.fit(target, logits=True)
+        fit = self.projector.fit(torch.from_numpy(stack).to(self.device), logits=True)
         self.last_fit = fit
         out = (fit.logits if return_logits else fit.masks.float()).cpu().numpy()
         pieces, start = [], 0

@@ -392,3 +392,21 @@ def test_load_sam2_checks_path_and_device_before_reading(tmp_path):
         load_sam2(None)
     with pytest.raises(ValueError, match="device"):
         load_sam2(tmp_path / "sam2.1_hiera_tiny.pt", device="foo")  # refused before the missing file
+
+
+def test_predict_batch_equals_single_images_for_a_threshold_below_the_padding():
+    """Smaller images were padded at logit -30: with mask_threshold -40 the padding was
+    foreground and the batched fits differed from the single-image fits (issue 24)."""
+    model = tiny_sam2()
+    model.sam_mask_decoder = FixedSam2Decoder(model.sam_mask_decoder, l_shape_logits(32) * 8)  # background -64
+    sizes = [(H, W), (120, 90)]
+    images = [random_image(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
+    points, labels = [np.array([[80.0, 40.0]]), np.array([[10.0, 100.0]])], [np.array([1]), np.array([1])]
+    predictor = Sam2ConvexPredictor(model, projector=small_projector(), mask_threshold=-40.0)
+    predictor.set_image_batch(images)
+    batched, _, _ = predictor.predict_batch(points, labels, multimask_output=False)
+    for i, image in enumerate(images):
+        predictor.set_image(image)
+        alone, _, _ = predictor.predict(points[i], labels[i], multimask_output=False)
+        assert 0 < alone.mean() < 1  # a real fit, neither empty nor the whole image
+        np.testing.assert_array_equal(batched[i], alone)

@@ -596,3 +596,23 @@ def test_the_command_refuses_a_foreign_dev_grid_before_training(tmp_path, folder
         line = expect_usage_error(capsys, fast_args(folder, tmp_path / name), "scribbles_dev.csv")
         assert "rerun python -m eval.scribbles.tune" in line
         assert not any((tmp_path / name / ".cache" / "scribbles").glob("*.json"))  # nothing trained
+
+
+def test_channel_first_feature_files_are_transposed_with_a_warning_or_refused(tmp_path):
+    """A C x H x W embedmap was read as H x W x C and stretched over the image."""
+    image = np.zeros((48, 64, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    hwc = rng.normal(size=(24, 32, 10)).astype(np.float32)  # at half the image's resolution
+    torch.save({"embedmap": hwc}, tmp_path / "a.pt")
+    torch.save({"embedmap": hwc.transpose(2, 0, 1).copy()}, tmp_path / "b.pt")
+    expected, _ = semantic_features(image, "a", 6, 8, tmp_path, k=3)
+    with pytest.warns(UserWarning, match=r"read as C x H x W"):
+        got, source = semantic_features(image, "b", 6, 8, tmp_path, k=3)
+    assert source == EMBEDMAP
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    torch.save({"embedmap": np.zeros((12, 12, 12), np.float32)}, tmp_path / "cube.pt")
+    with pytest.raises(ValueError, match="could be H x W x C or C x H x W"):
+        semantic_features(np.zeros((24, 24, 3), np.uint8), "cube", 6, 6, tmp_path, k=3)
+    torch.save({"embedmap": np.zeros((5, 40, 7), np.float32)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="fits neither"):
+        semantic_features(image, "other", 6, 8, tmp_path, k=3)

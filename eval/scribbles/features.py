@@ -4,7 +4,9 @@ Two sources, and every caller gets told which one it got:
 
 * ``"embedmap"``: the authors' precomputed per-image features, one ``<name>.pt`` per
   image (``torch.save`` of a dict whose key ``'embedmap'`` holds an H x W x C array or
-  tensor), reduced to a few channels by PCA and resized to the requested size.
+  tensor; a C x H x W one is recognised by the image's shape and transposed with a
+  warning, `orient_embedmap`), reduced to a few channels by PCA and resized to the
+  requested size.
 * ``"standin"``: an offline substitute computed from the image alone (Lab colour,
   smoothed colour, local colour variance and gradient magnitude at a few scales),
   reduced the same way. It is *not* a learned semantic embedding; reports label it.
@@ -13,6 +15,7 @@ Two sources, and every caller gets told which one it got:
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +111,45 @@ def load_embedmap(path: str | Path) -> np.ndarray:
     return emb
 
 
+def orient_embedmap(emb: np.ndarray, image_size: tuple[int, int], path: str | Path) -> np.ndarray:
+    """An embedmap as (H', W', C) for an image of `image_size` (H, W): the authors' H x W x
+    C as it is, a C x H x W array (a channel-first dump) transposed with a warning.
+
+    Which one it is follows from the image: the two spatial sides keep the image's
+    aspect ratio (to a pixel or 5%, for features at a lower resolution). Read the wrong
+    way, a C x H x W array would be stretched over the image as a meaningless map.
+
+    Raises:
+        ValueError: neither reading fits the image's shape, or both do (a cube: the
+            layout cannot be told; save it as H x W x C with C != H).
+    """
+    height, width = image_size
+
+    def fits(rows: int, cols: int) -> bool:
+        return abs(rows - cols * height / width) <= max(1.0, 0.05 * rows)
+
+    a, b, c = emb.shape
+    hwc, chw = fits(a, b), fits(b, c)
+    if hwc and chw:
+        raise ValueError(
+            f"{path}: 'embedmap' of shape {emb.shape} could be H x W x C or C x H x W for the {width}x{height} "
+            "image; save it as H x W x C with a channel count unlike its sides"
+        )
+    if hwc:
+        return emb
+    if chw:
+        warnings.warn(
+            f"{path}: 'embedmap' of shape {emb.shape} read as C x H x W (its last two sides fit the {width}x{height} "
+            "image, its first two do not) and transposed to H x W x C",
+            stacklevel=2,
+        )
+        return np.ascontiguousarray(emb.transpose(1, 2, 0))
+    raise ValueError(
+        f"{path}: 'embedmap' of shape {emb.shape} fits neither H x W x C nor C x H x W of the {width}x{height} image "
+        "(the spatial sides must keep its aspect ratio); is it this image's feature file?"
+    )
+
+
 def standin_features(image: np.ndarray, k: int = 4) -> np.ndarray:
     """Offline stand-in for semantic features, computed from the image alone.
 
@@ -172,7 +214,8 @@ def semantic_features(
             )
         path = feature_file(name, features_dir)
         if path is not None:
-            return resize_channels(pca_reduce(load_embedmap(path), k), height, width), EMBEDMAP
+            emb = orient_embedmap(load_embedmap(path), image.shape[:2], path)
+            return resize_channels(pca_reduce(emb, k), height, width), EMBEDMAP
     small = resize_channels(image.astype(np.float32), height, width)
     small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
     return standin_features(small, k), STANDIN
