@@ -169,6 +169,7 @@ class SamConvexPredictor:
             image_size=size,
             mask_size=self._mask_input_size(),
             padding=True,
+            upstream=not self.project,
         )
         if not self.project:
             return self.sam_predictor.predict(
@@ -202,7 +203,14 @@ class SamConvexPredictor:
         """
         # Checked on a copy; the tensors go on as they are (in the model frame: no range check).
         validation.prompts(
-            point_coords, point_labels, boxes, mask_input, mask_size=self._mask_input_size(), batched=True, padding=True
+            point_coords,
+            point_labels,
+            boxes,
+            mask_input,
+            mask_size=self._mask_input_size(),
+            batched=True,
+            padding=True,
+            upstream=not self.project,
         )
         if not self.project:
             return self.sam_predictor.predict_torch(

@@ -283,6 +283,7 @@ class Sam2ConvexPredictor:
             batched=None,
             padding=True,
             normalized=not normalize_coords,
+            upstream=not self.project,
         )
 
     def _project(self, sam_logits: Sequence[np.ndarray], return_logits: bool) -> list[np.ndarray]:

@@ -284,6 +284,7 @@ def prompts(
     batched: bool | None = False,
     padding: bool = False,
     normalized: bool = False,
+    upstream: bool = False,
 ) -> Prompts:
     """The one check of point / box / mask prompts, for every predictor and command.
 
@@ -305,6 +306,10 @@ def prompts(
             must then agree on B).
         padding: accept label -1.
         normalized: coordinates are normalised to [0, 1] (SAM 2's normalize_coords=False).
+        upstream: accept what upstream SAM / SAM 2 answer (the drop-ins with projection
+            off): labels without points are ignored (returned as None), any label value
+            and an empty point list pass. Shapes upstream fails on and non-finite
+            prompts (NaN masks out) are refused either way.
     Returns:
         `Prompts` of numpy arrays (None where not given).
     Raises:
@@ -312,7 +317,9 @@ def prompts(
             empty point lists, prompts outside the image.
     """
     lead = {False: [()], True: [("B",)], None: [(), ("B",)]}[batched]
-    points, labels = _points(point_coords, point_labels, lead, padding)
+    if upstream and point_coords is None:
+        point_labels = None  # upstream reads labels only with points
+    points, labels = _points(point_coords, point_labels, lead, padding, upstream)
     boxes = masks = None
     if box is not None:
         boxes = _array("box", box, [(4,), (1, 4)] if batched is False else [(*b, 4) for b in lead])
@@ -336,18 +343,19 @@ def _array(name: str, value: Any, shapes: list[tuple]) -> np.ndarray:
     return arr
 
 
-def _points(point_coords, point_labels, lead: list[tuple], padding: bool):
-    """(points, labels) checked as `prompts` describes, or (None, None)."""
+def _points(point_coords, point_labels, lead: list[tuple], padding: bool, upstream: bool = False):
+    """(points, labels) checked as `prompts` describes, or (None, None); `upstream`: any
+    label value and an empty point list pass."""
     if (point_coords is None) != (point_labels is None):
         raise ValueError("point_coords and point_labels must be given together")
     if point_coords is None:
         return None, None
     points = _array("point_coords", point_coords, [(*b, "K", 2) for b in lead])
-    if points.shape[-2] == 0:
+    if points.shape[-2] == 0 and not upstream:
         raise ValueError("point_coords must hold at least one point (pass None for no points)")
     labels = _array("point_labels", point_labels, [points.shape[:-1]])
     allowed = (*POINT_LABELS, PADDING) if padding else POINT_LABELS
-    if not np.isin(labels, allowed).all():
+    if not upstream and not np.isin(labels, allowed).all():
         pad = " (-1 pads)" if padding else ""
         raise ValueError(f"point_labels must be 1 (object) or 0 (background){pad}, got {np.unique(labels).tolist()}")
     return points, labels.astype(np.int64)

@@ -345,3 +345,32 @@ def test_a_one_by_four_box_is_upstreams_answer(sam, image):
     box = np.array([[10.0, 10.0, 100.0, 80.0]])
     for a, b in zip(ours.predict(box=box), upstream.predict(box=box)):
         np.testing.assert_array_equal(a, b)
+
+
+# Calls SamPredictor answers although they are odd: with projection off the drop-in gave a
+# ValueError for some of them (issue 24); it must return upstream's answer.
+UPSTREAM_ANSWERS = {
+    "labels without points, with a box": dict(point_labels=np.array([1]), box=np.array([10.0, 10.0, 60.0, 50.0])),
+    "labels without points": dict(point_labels=np.array([1])),
+    "a box-corner label": dict(point_coords=np.array([[5.0, 5.0]]), point_labels=np.array([2])),
+    "a padding label": dict(point_coords=np.array([[5.0, 5.0]]), point_labels=np.array([-1])),
+    "no point": dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)),
+    "no prompt": dict(),
+}
+
+
+@pytest.mark.parametrize("prompt", UPSTREAM_ANSWERS.values(), ids=list(UPSTREAM_ANSWERS))
+def test_projection_off_answers_what_sampredictor_answers(sam, image, prompt):
+    ours, upstream = SamConvexPredictor(sam, project=False), SamPredictor(sam)
+    ours.set_image(image)
+    upstream.set_image(image)
+    assert_identical(ours.predict(**prompt), upstream.predict(**prompt))
+
+
+def test_projection_off_predict_torch_ignores_labels_without_points(sam, image):
+    ours, upstream = SamConvexPredictor(sam, project=False), SamPredictor(sam)
+    ours.set_image(image)
+    upstream.set_image(image)
+    labels, boxes = torch.ones(1, 1, dtype=torch.int), torch.tensor([[10.0, 10.0, 120.0, 80.0]])
+    for a, b in zip(ours.predict_torch(None, labels, boxes), upstream.predict_torch(None, labels, boxes)):
+        assert torch.equal(a, b)

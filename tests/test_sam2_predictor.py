@@ -410,3 +410,21 @@ def test_predict_batch_equals_single_images_for_a_threshold_below_the_padding():
         alone, _, _ = predictor.predict(points[i], labels[i], multimask_output=False)
         assert 0 < alone.mean() < 1  # a real fit, neither empty nor the whole image
         np.testing.assert_array_equal(batched[i], alone)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        dict(point_labels=np.array([1]), box=np.array([10.0, 10.0, 60.0, 50.0])),
+        dict(point_labels=np.array([1])),
+        dict(point_coords=np.array([[5.0, 5.0]]), point_labels=np.array([2])),
+        dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)),
+    ],
+    ids=["labels without points, with a box", "labels without points", "a box-corner label", "no point"],
+)
+def test_projection_off_answers_what_sam2_answers(model, image, prompt):
+    """SAM2ImagePredictor answers these; with projection off the drop-in raised (issue 24)."""
+    ours, theirs = Sam2ConvexPredictor(model, project=False), sam2_image_predictor(model)
+    ours.set_image(image)
+    theirs.set_image(image)
+    assert_identical(ours.predict(**prompt), theirs.predict(**prompt))
