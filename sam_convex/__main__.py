@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from segment_anything.utils.amg import rle_to_mask
 
-from sam_convex import exports, outlines, validation
+from sam_convex import exports, images, outlines, validation
 from sam_convex.projection import ConvexProjector
 from sam_convex.projectors import PROJECTORS, make_projector
 from sam_convex.segmenters import SEGMENTERS, choose_segmenter
@@ -273,11 +273,13 @@ def check_output(path: Path, option: str, formats: tuple[str, ...]) -> None:
 
 
 def read_image(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 BGR, as OpenCV reads it; ValueError naming the file otherwise."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
-    if bgr is None:
-        raise ValueError(f"cannot read image {path} (missing, or not an image OpenCV can decode)")
-    return bgr
+    """(H, W, 3) uint8 BGR (OpenCV's order, for drawing and writing), read by
+    `sam_convex.images.read_image` as every loader reads; ValueError naming the file."""
+    try:
+        rgb = images.read_image(path)
+    except ValueError as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    return np.ascontiguousarray(rgb[..., ::-1])
 
 
 def prompts_from_args(args, image_size: tuple[int, int]):

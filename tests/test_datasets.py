@@ -169,3 +169,85 @@ def test_a_damaged_generated_benchmark_is_generated_again(tmp_path, monkeypatch)
     (root / "img" / "img_1.png").write_bytes(b"not a png")
     with pytest.warns(UserWarning, match="img_1.png"):
         assert len(load_dataset("scenes")) == 3
+
+
+def write_kvasir(root: Path, n: int = 10) -> dict[str, np.ndarray]:
+    """Kvasir-SEG's official layout: images/<name>.jpg, masks/<name>.jpg (JPEG masks)."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    truth = {}
+    for i in range(n):
+        name = f"cju{i:03d}x"
+        gt = np.zeros((H, W), bool)
+        gt[5 + i % 5 : 30, 8:40] = True
+        Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / "images" / f"{name}.jpg")
+        Image.fromarray(gt.astype(np.uint8) * 255).save(root / "masks" / f"{name}.jpg", quality=75)
+        truth[name] = gt
+    return truth
+
+
+def write_cvc(root: Path, n: int = 6) -> dict[str, np.ndarray]:
+    """CVC-ClinicDB's official layout: Original/<i>.tif, 'Ground Truth'/<i>.tif."""
+    import tifffile
+
+    (root / "Original").mkdir(parents=True)
+    (root / "Ground Truth").mkdir()
+    truth = {}
+    for i in range(1, n + 1):
+        gt = np.zeros((H, W), bool)
+        gt[10 : 20 + i, 10:30] = True
+        tifffile.imwrite(root / "Original" / f"{i}.tif", np.full((H, W, 3), 40 * i, np.uint8))
+        tifffile.imwrite(root / "Ground Truth" / f"{i}.tif", gt.astype(np.uint8) * 255)
+        truth[str(i)] = gt
+    return truth
+
+
+def test_kvasir_split_is_fixed_disjoint_and_complete(tmp_path):
+    truth = write_kvasir(tmp_path)
+    with pytest.warns(UserWarning, match="grey levels"):
+        splits = {sp: load_dataset("kvasir-seg", tmp_path, split=sp) for sp in ("train", "val", "test")}
+    names = {sp: [s.name for s in samples] for sp, samples in splits.items()}
+    assert [len(names[sp]) for sp in ("train", "val", "test")] == [8, 1, 1]
+    assert sorted(sum(names.values(), [])) == sorted(truth)
+    assert [s.name for s in load_dataset("kvasir-seg", tmp_path)] == names["test"]  # test by default
+    for s in splits["train"]:
+        np.testing.assert_array_equal(s.gt, truth[s.name])  # JPEG noise is not object
+
+
+def test_cvc_is_a_test_set_only(tmp_path):
+    truth = write_cvc(tmp_path)
+    samples = load_dataset("cvc-clinicdb", tmp_path)
+    assert sorted(s.name for s in samples) == sorted(truth)
+    for s in samples:
+        assert s.image.shape == (H, W, 3)
+        np.testing.assert_array_equal(s.gt, truth[s.name])
+    with pytest.raises(ValueError, match="cross-dataset test set"):
+        load_dataset("cvc-clinicdb", tmp_path, split="train")
+    with pytest.raises(ValueError, match="no splits"):
+        load_dataset("folder", tmp_path, split="test")
+
+
+@pytest.mark.parametrize(
+    "dataset, page", [("kvasir-seg", "datasets.simula.no/kvasir-seg"), ("cvc-clinicdb", "CVCClinicDB")]
+)
+def test_wrong_path_names_layout_and_download_page(tmp_path, dataset, page):
+    with pytest.raises(FileNotFoundError, match=page):
+        load_dataset(dataset, tmp_path / "nowhere")
+
+
+def test_corruptions_command_wrong_path_one_line(tmp_path, capsys):
+    from eval.corruptions.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset", "kvasir-seg", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and "datasets.simula.no/kvasir-seg" in err
+
+
+def test_max_side_downscales_image_and_mask_alike(tmp_path):
+    write_cvc(tmp_path, n=2)
+    (full,) = load_dataset("cvc-clinicdb", tmp_path, limit=1)
+    (small,) = load_dataset("cvc-clinicdb", tmp_path, limit=1, max_side=32)
+    assert small.image.shape == (27, 32, 3) and small.gt.shape == (27, 32)  # 40x48 -> 26.7x32
+    assert abs(small.gt.mean() - full.gt.mean()) < 0.02

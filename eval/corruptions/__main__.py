@@ -10,7 +10,7 @@ from eval.corruptions.corrupt import CORRUPTION_SETS, corruption_names
 from eval.corruptions.harness import parse_severities, run
 from eval.corruptions.items import Serial
 from eval.corruptions.prompts import PROMPTS
-from eval.datasets import DATASETS
+from eval.datasets import DATASETS, SPLITS
 from sam_convex.projectors import PROJECTORS
 from sam_convex.segmenters import SEGMENTERS
 from sam_convex.validation import CommandLineParser
@@ -54,7 +54,22 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         metavar="ROOT",
         default=None,
-        help="dataset directory (convexitydb/folder); for scenes, where to cache it",
+        help="dataset directory (convexitydb/folder/kvasir-seg/cvc-clinicdb); for scenes, where to cache it",
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        choices=SPLITS,
+        help="kvasir-seg: train, val or test (default test; fixed by SHA-256 of the image names); "
+        "cvc-clinicdb: test only (all 612 frames, a cross-dataset test set)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="downscale images and masks so the longer side is at most PX before anything runs "
+        "(the same input for every method; default: full resolution)",
     )
 
 
@@ -139,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--ray-gpus-per-worker must be a number >= 0, got {args.ray_gpus_per_worker}")
     if args.ray_gpus_per_worker and not args.ray:
         parser.error("--ray-gpus-per-worker is for --ray")
+    if args.max_side is not None and args.max_side < 32:
+        parser.error(f"--max-side must be >= 32 (imagecorruptions' smallest side), got {args.max_side}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     try:
@@ -159,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             num_points=args.num_points,
             projector=args.projector,
             executor=executor(args),
+            split=args.split,
+            max_side=args.max_side,
         )
     except (OSError, ValueError, RuntimeError) as err:  # bad data, paths, devices, checkpoints, failed items
         parser.fail(err)

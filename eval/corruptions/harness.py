@@ -60,10 +60,19 @@ def sample_digest(sample: Sample) -> str:
 
 
 def cache_dir(
-    out: Path, dataset: str, data: str | None, segmenter: Segmenter, prompt: str, num_points: int, seed: int, projector
+    out: Path,
+    dataset: str,
+    data: str | None,
+    segmenter: Segmenter,
+    prompt: str,
+    num_points: int,
+    seed: int,
+    projector,
+    variant: tuple = (None, None),
 ) -> Path:
     """Where items are cached: a readable name + a hash of everything that changes an
-    item's result (every projector setting included); shared by every severity."""
+    item's result (every projector setting included; `variant` is the split and
+    max_side); shared by every severity."""
     # `workers` changes where a fit runs, not its result (bit for bit): not part of the key.
     settings = [type(projector).__name__, {k: v for k, v in dataclasses.asdict(projector).items() if k != "workers"}]
     digest = runs.key(
@@ -77,6 +86,7 @@ def cache_dir(
         num_points,
         seed,
         settings,
+        *([list(variant)] if any(v is not None for v in variant) else []),  # older keys stay valid
     )
     name = f"{dataset}-{segmenter.kind}-{prompt.replace('+', '_')}-seed{seed}-{digest}"
     return Path(out) / ".cache" / "corruptions" / name
@@ -243,6 +253,8 @@ def run(
     executor: Executor | None = None,
     on_item: Callable[[dict], None] | None = None,
     progress: bool = True,
+    split: str | None = None,
+    max_side: int | None = None,
 ) -> dict[str, Path]:
     """Run the benchmark and write the report.
 
@@ -258,6 +270,10 @@ def run(
             the settings are checked and left when the run ends.
         on_item: called with each item's record after it is computed and cached.
         progress: show a tqdm progress bar.
+        split: the dataset's split (kvasir-seg: train/val/test, default test;
+            cvc-clinicdb: test); None for datasets without splits.
+        max_side: downscale images and masks to at most this many pixels on the longer
+            side before anything runs (the same input for every method); None: full size.
     Returns:
         paths of the written files (csv, markdown, meta, figures).
     """
@@ -267,7 +283,7 @@ def run(
     runs.check_writable(out)
     executor = executor or Serial()
     with executor:  # a cluster is joined here, before any compute, and left at the end
-        samples = load_dataset(dataset, data, limit=limit, seed=seed)
+        samples = load_dataset(dataset, data, limit=limit, seed=seed, split=split, max_side=max_side)
         check_corruptible(samples)
         # Where workers place the model themselves, it is loaded on the CPU here.
         here = device if executor.loads_model_here else "cpu"
@@ -278,9 +294,17 @@ def run(
             conditions=[CLEAN, *dict.fromkeys(corruptions)],  # in the order given (a set's own order)
             samples=samples,
             job=Job(seed, chosen, projector, {s.name: make_prompt(s, prompt, num_points) for s in samples}),
-            cache=cache_dir(Path(out), dataset, data, chosen, prompt, num_points, seed, projector),
+            cache=cache_dir(Path(out), dataset, data, chosen, prompt, num_points, seed, projector, (split, max_side)),
             out=Path(out),
-            describe=dict(dataset=dataset, data=data, prompt=prompt, num_points=num_points),
+            describe=dict(
+                dataset=dataset,
+                data=data,
+                prompt=prompt,
+                num_points=num_points,
+                split=split,
+                max_side=max_side,
+                empty_gt=sum(not s.gt.any() for s in samples),
+            ),
         )
         results, computed = collect(plan, fresh, executor, on_item, progress)
     return write_outputs(plan, results, computed, executor.name, time.perf_counter() - started)

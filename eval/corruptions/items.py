@@ -24,7 +24,7 @@ from eval.corruptions.methods import METHODS
 from eval.corruptions.prompts import has_positive
 from eval.datasets import Sample
 from eval.metrics import iou
-from sam_convex import ConvexProjector, GradientProjector
+from sam_convex import ConvexProjector, GradientProjector, baselines
 from sam_convex.projectors import with_seed
 from sam_convex.segmenters import Segmenter
 
@@ -103,11 +103,19 @@ def evaluate_item(sample: Sample, condition: str, severity: int, job: Job) -> tu
         "iou": {m: iou(masks[m], sample.gt) for m in METHODS},
         "area": {m: int(masks[m].sum()) for m in METHODS},
         "gt_area": int(sample.gt.sum()),
+        "raw_solidity": solidity(raw),
         "seeds": seeds,
         "proj_loss": proj_loss,
         "time_s": timings,
     }
     return record, masks
+
+
+def solidity(mask: np.ndarray) -> float:
+    """Area / convex-hull area of a (H, W) bool mask (1.0 for an empty one)."""
+    if not mask.any():
+        return 1.0
+    return float(mask.sum() / max(1, baselines.convex_hull(mask).sum()))
 
 
 class Serial:

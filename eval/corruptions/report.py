@@ -92,6 +92,8 @@ COLUMNS: dict[str, Column] = {
     "prompt": lambda r, m, run: run["prompt"],
     "pred_area": lambda r, m, run: r["area"][m],
     "gt_area": lambda r, m, run: r["gt_area"],
+    # the raw mask's solidity, for the "when does proj_S help?" section (NaN in older caches)
+    "raw_solidity": lambda r, m, run: r.get("raw_solidity", float("nan")),
 }
 
 
@@ -119,6 +121,9 @@ def run_metadata(
     items: int,
     compute_s: float,
     executor: str = "serial",
+    split: str | None = None,
+    max_side: int | None = None,
+    empty_gt: int = 0,
 ) -> dict:
     """Everything a reader needs to reproduce or judge a run (JSON-able)."""
     return {
@@ -129,6 +134,9 @@ def run_metadata(
         "dataset": dataset,
         "data": str(data) if data else "(generated, cached)" if dataset == "scenes" else None,
         "images": samples,
+        "split": split,
+        "max_side": max_side,
+        "empty_gt": empty_gt,
         "severity": severities[0] if len(severities) == 1 else ", ".join(map(str, severities)),
         "severities": list(severities),
         "seed": seed,
@@ -248,7 +256,8 @@ column all methods post-process the *same* prediction of {meta["model"]} per ima
 
 - model: {meta["model_description"]}
 - checkpoint: {meta["checkpoint"]}
-- dataset: {meta["dataset"]} ({n_images} images; data: {meta["data"]})
+- dataset: {meta["dataset"]} ({n_images} images; data: {meta["data"]}; split: {meta.get("split") or "-"};
+  longer side at most {meta.get("max_side") or "full resolution"} px; empty ground truths: {meta.get("empty_gt", 0)})
 - prompt: {meta["prompt"]} ({meta["num_points"]} per class for points)
 - severity: {meta["severity"]}; base seed: {meta["seed"]} (per image/condition/method seeds derived from it)
 - projector: `{meta["projector"]}`
