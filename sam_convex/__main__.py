@@ -101,9 +101,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         choices=SEGMENTERS,
         help="default: SAM if a SAM checkpoint is given or found in --checkpoint-dir, else "
-        "GrabCut (not SAM); sam2 needs --checkpoint",
+        "GrabCut (not SAM); sam2 and promptnet (trained by python -m eval.train) need --checkpoint",
     )
-    parser.add_argument("--checkpoint", type=Path, metavar="PATH", help="SAM (.pth) or SAM 2 (.pt) checkpoint")
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="PATH", help="SAM (.pth), SAM 2 (.pt) or PromptNet (.pt) checkpoint"
+    )
     parser.add_argument(
         "--config", metavar="NAME", help="SAM 2 config, e.g. sam2.1_hiera_t (default: inferred from the checkpoint)"
     )

@@ -1,10 +1,12 @@
-"""Which segmenter a command runs (SAM, SAM 2 or GrabCut), wrapped for convex masks.
+"""Which segmenter a command runs (SAM, SAM 2, PromptNet or GrabCut), wrapped for convex masks.
 
 `choose_segmenter` is the one place that decides, for `python -m sam_convex` and
 `python -m eval.corruptions`: an explicit `model` wins; otherwise SAM when a SAM
 checkpoint is given or found in checkpoints/, else GrabCut (a classical stand-in, not
 SAM). `Segmenter.convex_predictor` then gives the drop-in that both commands call:
-`SamConvexPredictor` (SAM, or GrabCut behind the same surface) or `Sam2ConvexPredictor`.
+`SamConvexPredictor` (SAM, or PromptNet / GrabCut behind the same surface) or
+`Sam2ConvexPredictor`. PromptNet (`sam_convex.promptnet`) is the small promptable U-Net
+trained here by `python -m eval.train`; it needs `--checkpoint`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from sam_convex.loading import (
 )
 from sam_convex.predictor import SamConvexPredictor
 from sam_convex.projection import ConvexProjector
+from sam_convex.promptnet import PromptNetPredictor, load_promptnet
 from sam_convex.sam2_predictor import Sam2ConvexPredictor
 
-SEGMENTERS = ("sam", "sam2", "grabcut")
+SEGMENTERS = ("sam", "sam2", "promptnet", "grabcut")
 GRABCUT_ITERATIONS = 5
 
 
@@ -36,11 +39,11 @@ class Segmenter:
     """A loaded segmenter and how reports name it.
 
     Attributes:
-        kind: "sam", "sam2" or "grabcut".
-        label: the raw method's name in tables ("SAM", "SAM 2", "GrabCut").
+        kind: "sam", "sam2", "promptnet" or "grabcut".
+        label: the raw method's name in tables ("SAM", "SAM 2", "PromptNet", "GrabCut").
         description: one line for reports and the command's output.
         checkpoint: the weights' path, or "none".
-        model: the SAM or SAM 2 model; None for GrabCut.
+        model: the SAM, SAM 2 or PromptNet model; None for GrabCut.
     """
 
     kind: str
@@ -58,6 +61,8 @@ class Segmenter:
             return Sam2ConvexPredictor(self.model, projector=projector)
         if self.kind == "grabcut":
             inner = GrabCutPredictor(iterations=GRABCUT_ITERATIONS, seed=seed, max_side=grabcut_max_side)
+        elif self.kind == "promptnet":
+            inner = PromptNetPredictor(self.model)
         else:
             inner = self.model
         return SamConvexPredictor(inner, projector)
@@ -73,7 +78,7 @@ class Segmenter:
             return SamConvexAutomaticMaskGenerator(self.model, projector=projector, **settings)
         raise ValueError(
             "automatic mask generation needs SAM or SAM 2 (--model sam / sam2 with a checkpoint), "
-            "not GrabCut, which segments one prompted object"
+            f"not {self.label}, which segments one prompted object"
         )
 
 
@@ -97,9 +102,10 @@ def choose_segmenter(
     """Load the segmenter a command asked for.
 
     Args:
-        model: "sam", "sam2", "grabcut", or None: SAM if a SAM checkpoint is given or
-            found in `checkpoint_dir`, else GrabCut.
-        checkpoint: weights of SAM (.pth) or SAM 2 (.pt).
+        model: "sam", "sam2", "promptnet", "grabcut", or None: SAM if a SAM checkpoint
+            is given or found in `checkpoint_dir`, else GrabCut.
+        checkpoint: weights of SAM (.pth), SAM 2 (.pt) or PromptNet (.pt, from
+            `python -m eval.train`).
         config: SAM 2's config (None: inferred from the checkpoint).
         model_type: SAM's "vit_h" / "vit_l" / "vit_b" (None: inferred).
         device: where the model runs (None: CUDA when available).
@@ -115,8 +121,22 @@ def choose_segmenter(
         raise ValueError("--config is for --model sam2")
     if model == "grabcut":
         if checkpoint is not None:
-            raise ValueError("--checkpoint is for --model sam or sam2; GrabCut takes no checkpoint")
+            raise ValueError("--checkpoint is for --model sam, sam2 or promptnet; GrabCut takes no checkpoint")
         return grabcut()
+    if model == "promptnet":
+        if checkpoint is None:
+            raise FileNotFoundError(
+                "--model promptnet needs --checkpoint PATH to weights trained by `python -m eval.train` "
+                "(see docs/real-data.md)"
+            )
+        net = load_promptnet(checkpoint, device)
+        size = sum(p.numel() for p in net.parameters()) / 1e6
+        cfg = net.config
+        description = (
+            f"PromptNet from {checkpoint} (sam_convex.promptnet: U-Net width {cfg['width']}, depth {cfg['depth']}, "
+            f"input {cfg['size']}x{cfg['size']}, {size:.2f} M parameters; trained here, not SAM) on {net_device(net)}"
+        )
+        return Segmenter("promptnet", "PromptNet", description, str(checkpoint), net)
     if model == "sam2":
         if checkpoint is None:
             raise FileNotFoundError(
@@ -142,3 +162,7 @@ def choose_segmenter(
     kind = model_type or EMBED_DIM_TO_TYPE.get(width, f"custom ViT width {width}")
     description = f"SAM {kind} from {checkpoint} (segment_anything.SamPredictor) on {sam.device}"
     return Segmenter("sam", "SAM", description, str(checkpoint), sam)
+
+
+def net_device(net) -> str:
+    return str(next(net.parameters()).device)

@@ -209,7 +209,7 @@ def test_kvasir_split_is_fixed_disjoint_and_complete(tmp_path):
         splits = {sp: load_dataset("kvasir-seg", tmp_path, split=sp) for sp in ("train", "val", "test")}
     names = {sp: [s.name for s in samples] for sp, samples in splits.items()}
     assert [len(names[sp]) for sp in ("train", "val", "test")] == [8, 1, 1]
-    assert sorted(sum(names.values(), [])) == sorted(truth)
+    assert sorted(n for split in names.values() for n in split) == sorted(truth)
     assert [s.name for s in load_dataset("kvasir-seg", tmp_path)] == names["test"]  # test by default
     for s in splits["train"]:
         np.testing.assert_array_equal(s.gt, truth[s.name])  # JPEG noise is not object

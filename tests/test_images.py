@@ -29,7 +29,7 @@ def test_jpeg_mask_noise_is_not_object(tmp_path):
     Image.fromarray(gt.astype(np.uint8) * 255).save(path, quality=60)
     levels = np.asarray(Image.open(path))
     assert ((levels > 0) & ~gt).sum() > 20  # the noise the old reading counted as object
-    with pytest.warns(LossyMaskWarning, match="m.jpg"):
+    with pytest.warns(LossyMaskWarning, match=r"m\.jpg"):
         mask = read_mask(path)
     assert (mask != gt).sum() <= 0.02 * gt.sum()
 
@@ -70,7 +70,7 @@ def test_mask_encodings(tmp_path, kind):
 
 def test_empty_mask_warns(tmp_path):
     Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "e.png")
-    with pytest.warns(EmptyMaskWarning, match="e.png"):
+    with pytest.warns(EmptyMaskWarning, match=r"e\.png"):
         assert not read_mask(tmp_path / "e.png").any()
 
 
@@ -112,7 +112,7 @@ def test_exif_orientation_applied(tmp_path):
 
 def test_unreadable_file_names_itself(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="bad.png"):
+    with pytest.raises(ValueError, match=r"bad\.png"):
         read_image(tmp_path / "bad.png")
 
 

@@ -80,9 +80,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=SEGMENTERS,
         help="default: sam if a SAM checkpoint is given or found in checkpoints/, else grabcut "
-        "(a classical stand-in, not SAM); sam2 needs --checkpoint",
+        "(a classical stand-in, not SAM); sam2 and promptnet need --checkpoint",
     )
-    parser.add_argument("--checkpoint", metavar="PATH", default=None, help="SAM (.pth) or SAM 2 (.pt) checkpoint")
+    parser.add_argument(
+        "--checkpoint", metavar="PATH", default=None, help="SAM (.pth), SAM 2 (.pt) or PromptNet (.pt) checkpoint"
+    )
     parser.add_argument(
         "--config",
         metavar="NAME",
