@@ -241,7 +241,7 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     last, best_path = work / "last.pt", work / "best.pt"
     key = runs.key(asdict(settings), sorted(terms))
-    history, start_epoch, train_s = [], 0, 0.0
+    history, start_epoch, train_s, cpu_s = [], 0, 0.0, 0.0
     if last.exists():
         try:
             state = torch.load(last, map_location="cpu", weights_only=True)
@@ -249,13 +249,14 @@ def train(
                 net.load_state_dict(state["model"])
                 opt.load_state_dict(state["optimizer"])
                 sched.load_state_dict(state["scheduler"])
-                history, start_epoch, train_s = json.loads(state["history"]), state["epoch"] + 1, state["train_s"]
+                history, start_epoch = json.loads(state["history"]), state["epoch"] + 1
+                train_s, cpu_s = state["train_s"], state.get("cpu_s", 0.0)
                 print(f"resuming after epoch {start_epoch} from {last}")
         except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
             runs.warn_damaged(last, err)
     net.train()
     for epoch in range(start_epoch, settings.epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rng = np.random.default_rng(runs.derive_seed(settings.seed, "epoch", str(epoch)))
         order = rng.permutation(len(train_samples))
         losses = []
@@ -277,12 +278,13 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
         bar.close()
         net.eval()
         val = validate(net, val_samples, val_prompts)
         train_s += time.perf_counter() - t0
+        cpu_s += time.process_time() - c0  # CPU seconds of this process: what the machine's load does not inflate
         row = {
             "epoch": epoch + 1,
             "train_loss": float(np.mean(losses)),
@@ -305,6 +307,7 @@ def train(
             "history": json.dumps(history),
             "epoch": epoch,
             "train_s": train_s,
+            "cpu_s": cpu_s,
         }
         tmp = last.with_name("last.pt.tmp")
         torch.save(state, tmp)
@@ -321,6 +324,7 @@ def train(
         "best_epoch": best["epoch"],
         "best_val": {k: best[f"val_iou_{k}"] for k in VAL_PROMPTS},
         "train_s": round(train_s, 1),
+        "train_cpu_s": round(cpu_s, 1),
         "wall_s_this_invocation": round(time.perf_counter() - started, 1),
         "versions": runs.versions(),
         "machine": runs.machine("cpu"),
@@ -381,8 +385,8 @@ def write_report(summary: dict, out: Path) -> dict[str, Path]:
 Best epoch {summary["best_epoch"]}: validation mean IoU **{summary["best_val"]["box"]:.3f}** with a box prompt,
 **{summary["best_val"]["points"]:.3f}** with point prompts (the benchmark's prompts, `make_prompt`, on the
 val split's {summary["val_images"]} images at most {VAL_MAX_SIDE} px on a side). Training time
-{summary["train_s"] / 60:.1f} min ({len(hist)} epochs) on {summary["machine"]},
-{summary["torch_threads"]} torch threads.
+{summary["train_s"] / 60:.1f} min wall ({len(hist)} epochs; {summary["train_cpu_s"] / 60:.1f} min of CPU time of
+the process) on {summary["machine"]}, {summary["torch_threads"]} torch threads, the machine shared with other jobs.
 
 | epoch | train loss | val IoU (box) | val IoU (points) | s |
 |---|---|---|---|---|
