@@ -13,7 +13,8 @@ Modules: `methods` (what is compared: name -> function, label, colour), `items` 
 item: corrupt, segment, score; the serial executor), `harness` (the run: plan, cache,
 report), `cluster` (the Ray executor), `corrupt` (the seeded image corruptions),
 `prompts` (prompts from scribbles and ground truth), `report` (the CSV's columns, tables
-and figures), `__main__` (the command).
+and figures), `strata` (when proj_S helps: Δ by raw IoU and solidity, spill and miss),
+`summary` (one table over several runs), `__main__` (the command).
 """
 
 from eval.corruptions.harness import run

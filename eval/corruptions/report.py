@@ -39,6 +39,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from eval import runs
+from eval.corruptions import strata
 from eval.corruptions.corrupt import CORRUPTION_SETS
 from eval.corruptions.methods import METHODS, method_labels
 from eval.metrics import TIE, bootstrap_ci, mean_table, paired_delta, paired_summary
@@ -201,7 +202,7 @@ def write_report(
     paths["meta"].write_text(json.dumps(meta, indent=2))
     means = mean_table(df, list(METHODS), conditions)
     delta = paired_delta(df, "proj_S", "raw", conditions, seed=meta["seed"])
-    paths["markdown"].write_text(markdown(means, delta, conditions, meta))
+    paths["markdown"].write_text(markdown(means, delta, conditions, meta) + strata.markdown(df, seed=meta["seed"]))
     plot_bars(means, conditions, meta, paths["bars"])
     plot_deltas(df, delta, conditions, meta, paths["deltas"])
     plot_grid(samples, grid_masks, grid_images, conditions, meta, paths["grid"])
