@@ -139,7 +139,7 @@ def prompt_channels(
             channel = 0 if label == 1 else 1
             maps[channel] = np.maximum(maps[channel], gy.T * gx)
     if box is not None:
-        x0, y0, x1, y1 = np.asarray(box, np.float32)
+        x0, y0, x1, y1 = np.asarray(box, np.float32).reshape(4)
         c0, c1 = int(np.floor(x0 * sx)), int(np.ceil(x1 * sx))
         r0, r1 = int(np.floor(y0 * sy)), int(np.ceil(y1 * sy))
         maps[2, max(0, r0) : max(0, r1), max(0, c0) : max(0, c1)] = 1.0
@@ -205,8 +205,8 @@ class PromptNetPredictor:
             ValueError: no image set, no box or positive point, or a bad prompt.
         """
         if not self.is_image_set:
-            raise ValueError("an image must be set with .set_image(...) before predict")
-        points, labels, box = validation.prompts(point_coords, point_labels, box, self.original_size)
+            raise validation.ImageNotSetError("an image must be set with .set_image(...) before predict")
+        points, labels, box = validation.prompts(point_coords, point_labels, box, image_size=self.original_size)[:3]
         if box is None and (points is None or not (labels == 1).any()):
             raise ValueError("PromptNet needs a box or a positive point (label 1)")
         prompts = prompt_channels(points, labels, box, self.original_size, self.net.size)
