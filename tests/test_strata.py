@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -41,3 +43,23 @@ def test_spill_and_miss_are_recovered_from_iou_and_areas():
     assert gates["never project (raw)"] == pytest.approx((100 / 150 + 1) / 2)
     assert strata.best_gate(items.reset_index())[0] == "project when solidity < 0.70"
     assert "When does proj_S help?" in strata.markdown(df)
+
+
+def test_summary_transfers_the_gate_between_datasets(tmp_path):
+    from eval.corruptions import summary
+
+    dirs = []
+    for dataset in ("kvasir-seg", "cvc-clinicdb"):
+        df = pd.DataFrame(rows("a", (150, 100), (100, 100), 100, 0.6) + rows("b", (100, 100), (80, 80), 100, 0.97))
+        df = pd.concat([df, df.assign(condition="contrast")])
+        d = tmp_path / dataset
+        d.mkdir()
+        df.to_csv(d / "corruptions_sev5.csv", index=False)
+        meta = {"dataset": dataset, "model": "PromptNet", "prompt": "box", "images": 2, "seed": 0}
+        (d / "corruptions_sev5.json").write_text(json.dumps({**meta, "model_description": "test"}))
+        dirs.append(d)
+    text = summary.summarise(dirs)
+    transfer = summary.gate_transfer([summary.load_run(d) for d in dirs])
+    assert list(transfer["rule chosen on"]) == ["kvasir-seg", "cvc-clinicdb"]
+    assert transfer["with the rule"].tolist() == pytest.approx([1.0, 1.0])
+    assert "+0.067" in text  # clean Δ: (1 − 2/3 + 0.8 − 1) / 2
