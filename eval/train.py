@@ -212,6 +212,7 @@ def train(
     extra_terms: dict[str, tuple[float, LossFn]] | None = None,
     progress: bool = True,
     command: str = "",
+    stop_after: int | None = None,
 ) -> dict:
     """Train (or resume) and write the best model to `save` and the report to
     `report_dir` (None: no report). Returns the run's summary (JSON-able).
@@ -221,6 +222,9 @@ def train(
         work: directory of the resumable checkpoint (`last.pt`) and best weights.
         extra_terms: more loss terms, name -> (weight, fn(logits, target, batch) ->
             scalar); `batch` holds "inputs" (B, 6, S, S) and "index" (dataset rows).
+        stop_after: end after this epoch (the schedule stays that of
+            `settings.epochs`; rerun without it to go on), e.g. to finish a run that
+            outgrew its time budget from its last checkpoint.
     """
     terms = loss_terms_of(settings, extra_terms)
     torch.manual_seed(settings.seed)
@@ -255,7 +259,8 @@ def train(
         except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
             runs.warn_damaged(last, err)
     net.train()
-    for epoch in range(start_epoch, settings.epochs):
+    end = settings.epochs if stop_after is None else min(settings.epochs, stop_after)
+    for epoch in range(start_epoch, end):
         t0, c0 = time.perf_counter(), time.process_time()
         rng = np.random.default_rng(runs.derive_seed(settings.seed, "epoch", str(epoch)))
         order = rng.permutation(len(train_samples))
@@ -312,6 +317,8 @@ def train(
         tmp = last.with_name("last.pt.tmp")
         torch.save(state, tmp)
         os.replace(tmp, last)
+    if not history:
+        raise ValueError(f"no epoch finished in {work}; nothing to save")
     best = max(history, key=lambda r: r["val_iou"])
     summary = {
         "command": command,
@@ -321,6 +328,7 @@ def train(
         "val_images": len(val_samples),
         "parameters": sum(p.numel() for p in net.parameters()),
         "history": history,
+        "epochs_done": len(history),
         "best_epoch": best["epoch"],
         "best_val": {k: best[f"val_iou_{k}"] for k in VAL_PROMPTS},
         "train_s": round(train_s, 1),
@@ -379,10 +387,16 @@ def write_report(summary: dict, out: Path) -> dict[str, Path]:
         for r in hist
     )
     vers = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
+    stopped = ""
+    if summary["epochs_done"] < s["epochs"]:
+        stopped = (
+            f"**Stopped after epoch {summary['epochs_done']} of {s['epochs']}** (`--stop-after`, for time; the "
+            f"learning-rate schedule is that of {s['epochs']} epochs, so the rate had not decayed to its end).\n\n"
+        )
     paths["md"].write_text(
         f"""# PromptNet training ({s["dataset"]})
 
-Best epoch {summary["best_epoch"]}: validation mean IoU **{summary["best_val"]["box"]:.3f}** with a box prompt,
+{stopped}Best epoch {summary["best_epoch"]}: validation mean IoU **{summary["best_val"]["box"]:.3f}** with a box prompt,
 **{summary["best_val"]["points"]:.3f}** with point prompts (the benchmark's prompts, `make_prompt`, on the
 val split's {summary["val_images"]} images at most {VAL_MAX_SIDE} px on a side). Training time
 {summary["train_s"] / 60:.1f} min wall ({len(hist)} epochs; {summary["train_cpu_s"] / 60:.1f} min of CPU time of
@@ -456,6 +470,14 @@ def build_parser() -> CommandLineParser:
     )
     parser.add_argument("--report", default="reports", metavar="DIR", help="report directory (default reports/)")
     parser.add_argument("--fresh", action="store_true", help="start over (ignore the resumable checkpoint)")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="end after epoch N (resuming from the checkpoint if there is one) and save the best epoch so far; "
+        "the schedule stays that of --epochs, and a rerun without it goes on",
+    )
     return parser
 
 
@@ -469,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--size must be >= 32 and divisible by 2**depth = {2**args.depth}, got {args.size}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
+    if args.stop_after is not None and args.stop_after < 1:
+        parser.error(f"--stop-after must be >= 1, got {args.stop_after}")
     if not args.lr > 0:
         parser.error(f"--lr must be > 0, got {args.lr}")
     try:
@@ -496,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m eval.train " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
         runs.check_writable(Path(args.save).parent, "--save")
-        summary = train(settings, work, args.save, args.report, command=command)
+        summary = train(settings, work, args.save, args.report, command=command, stop_after=args.stop_after)
     except (OSError, ValueError) as err:
         parser.fail(err)
     print(f"best epoch {summary['best_epoch']}: val IoU {summary['best_val']}; model {summary['checkpoint']}")

@@ -251,3 +251,24 @@ def test_max_side_downscales_image_and_mask_alike(tmp_path):
     (small,) = load_dataset("cvc-clinicdb", tmp_path, limit=1, max_side=32)
     assert small.image.shape == (27, 32, 3) and small.gt.shape == (27, 32)  # 40x48 -> 26.7x32
     assert abs(small.gt.mean() - full.gt.mean()) < 0.02
+
+
+def test_convexitydb_ground_truth_encodings_and_empty_warning(tmp_path):
+    """{0, 1}, alpha-only and red-drawn masks read as their object; an empty one is said."""
+    from sam_convex.images import EmptyMaskWarning
+
+    truth = write_convexitydb(tmp_path, n=4)
+    gt = truth[0]["gt"]
+    Image.fromarray(gt.astype(np.uint8)).save(tmp_path / "ground_truth" / "GT_1.png")
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., 3] = gt * 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "ground_truth" / "GT_2.png")
+    red = np.zeros((H, W, 3), np.uint8)
+    red[gt, 0] = 255
+    Image.fromarray(red).save(tmp_path / "ground_truth" / "GT_3.png")
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "ground_truth" / "GT_4.png")
+    with pytest.warns(EmptyMaskWarning, match=r"GT_4\.png"):
+        samples = load_dataset("convexitydb", tmp_path)
+    for s in samples[:3]:
+        np.testing.assert_array_equal(s.gt, gt)
+    assert not samples[3].gt.any()
