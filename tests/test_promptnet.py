@@ -4,13 +4,15 @@ tiny fixtures in Kvasir-SEG's layout (never the real images)."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from test_datasets import write_kvasir
+from test_datasets import write_cvc, write_kvasir
 
 from eval import train as train_mod
+from eval.corruptions.__main__ import main as corruptions_main
 from sam_convex import ConvexProjector
 from sam_convex.promptnet import PromptNet, PromptNetPredictor, load_promptnet, prompt_channels, save_promptnet
 from sam_convex.segmenters import choose_segmenter
@@ -104,3 +106,21 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
         train_mod.main(["--data", str(tmp_path / "nowhere"), "--work", str(tmp_path / "w")])
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and "datasets.simula.no" in err[-1]
+
+
+@pytest.mark.parametrize("dataset", ["kvasir-seg", "cvc-clinicdb"])
+def test_corruption_benchmark_runs_promptnet_on_real_layouts(tmp_path, dataset):
+    """The benchmark command on fixtures in the official layouts, with PromptNet."""
+    data = tmp_path / "data"
+    (write_kvasir if dataset == "kvasir-seg" else write_cvc)(data)
+    torch.manual_seed(0)
+    save_promptnet(tmp_path / "p.pt", PromptNet(width=4, depth=2, size=32))
+    out = tmp_path / "out"
+    argv = ["--dataset", dataset, "--data", str(data), "--model", "promptnet", "--checkpoint", str(tmp_path / "p.pt")]
+    argv += ["--prompt", "box", "--corruptions", "contrast", "--limit", "1", "--max-side", "40", "--out", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixture's JPEG masks
+        assert corruptions_main(argv) == 0
+    meta = json.loads((out / "corruptions_sev5.json").read_text())
+    assert meta["model"] == "PromptNet" and meta["dataset"] == dataset and meta["max_side"] == 40
+    assert "When does proj_S help?" in (out / "corruptions_sev5.md").read_text()
