@@ -82,7 +82,7 @@ def gate_transfer(runs: list[tuple[pd.DataFrame, dict]]) -> pd.DataFrame:
                     "rule": rule,
                     "applied to": meta["dataset"],
                     "never (raw)": gates.iloc[0],
-                    "always (proj_S)": gates.iloc[-1],
+                    "always (proj_S)": gates["always project"],
                     "with the rule": gates[rule],
                 }
             )
