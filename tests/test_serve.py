@@ -342,3 +342,21 @@ def test_command_serves_the_page_on_loopback(tmp_path):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "model: GrabCut" in output
+
+
+def test_promptnet_checkpoint_serves_clicks_and_everything(tmp_path):
+    """--model promptnet --checkpoint PATH: the learned model through the segmenter registry."""
+    from sam_convex.promptnet import PromptNet, save_promptnet
+    from sam_convex.segmenters import choose_segmenter
+
+    save_promptnet(tmp_path / "p.pt", PromptNet(width=4, depth=2, size=32))
+    segmenter = choose_segmenter("promptnet", tmp_path / "p.pt", device="cpu")
+    with TestClient(create_app(Engine(segmenter))) as c:
+        assert c.get("/api/info").json()["model"] == "PromptNet"
+        image_id = c.post("/api/images", files={"file": ("d.png", png_bytes(disk_image()[0]))}).json()["id"]
+        answer = c.post("/api/segment", json={"image_id": image_id, "points": [[60, 45, 1]], "box": [20, 15, 100, 75]})
+        assert answer.status_code == 200, answer.text
+        polygon, convex = answer.json()["polygon"], decode(answer.json()["convex"])
+        if polygon:  # an untrained net may find nothing; what it finds arrives as its polygon
+            np.testing.assert_array_equal(outlines.rasterize([np.asarray(polygon)], H, W)[0], convex)
+        assert c.post("/api/everything", json={"image_id": image_id}).status_code == 200

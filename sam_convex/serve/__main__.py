@@ -30,7 +30,7 @@ def build_parser() -> validation.CommandLineParser:
         "--model",
         choices=SEGMENTERS,
         help="default: SAM if a SAM checkpoint is given or found in checkpoints/, else GrabCut (not SAM); "
-        "sam2 needs --checkpoint",
+        "sam2 and promptnet need --checkpoint",
     )
     parser.add_argument("--checkpoint", type=Path, metavar="PATH", help="SAM (.pth) or SAM 2 (.pt) checkpoint")
     parser.add_argument("--config", metavar="NAME", help="SAM 2 config (default: inferred from the checkpoint)")
