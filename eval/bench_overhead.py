@@ -52,19 +52,26 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def sam2_overhead(repeats: int, device: str) -> tuple[float, list[dict]]:
-    """(set_image seconds, rows {call, masks, off_s, on_s}) for three prompt kinds."""
+def sam2_predictors(size: tuple[int, int], device: str):
+    """Random-weight sam2.1 Hiera-tiny (seed 0) and, on one random (h, w) image, a plain
+    and a convex predictor with the image set: (model, plain, convex, set_image seconds)."""
     from sam2.build_sam import build_sam2
 
     torch.manual_seed(0)  # the random weights
     model = build_sam2(SAM2_CONFIG, ckpt_path=None, device=device)
-    image = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
     plain = Sam2ConvexPredictor(model, project=False)
     convex = Sam2ConvexPredictor(model, projector=ConvexProjector(threads=1))
     start = time.perf_counter()
     plain.set_image(image)
     set_image_s = time.perf_counter() - start
     convex.set_image(image)
+    return model, plain, convex, set_image_s
+
+
+def sam2_overhead(repeats: int, device: str) -> tuple[float, list[dict]]:
+    """(set_image seconds, rows {call, masks, off_s, on_s}) for three prompt kinds."""
+    _, plain, convex, set_image_s = sam2_predictors((H, W), device)
     point = dict(point_coords=np.array([[320.0, 240.0]]), point_labels=np.array([1]))
     boxes = np.array([[40.0 + 60 * i, 40.0, 200.0 + 50 * i, 300.0] for i in range(8)])
     cases = [
@@ -123,17 +130,7 @@ CLICK_SIZE = (1080, 1920)
 def click_overhead(repeats: int, device: str) -> dict:
     """One click on a 1920x1080 image: SAM 2's predict with 3 masks with and without
     projection, its mask decoder's share, and the projection of 3 SAM-like masks."""
-    from sam2.build_sam import build_sam2
-
-    torch.manual_seed(0)  # the random weights
-    model = build_sam2(SAM2_CONFIG, ckpt_path=None, device=device)
-    image = np.random.default_rng(0).integers(0, 255, (*CLICK_SIZE, 3), dtype=np.uint8)
-    plain = Sam2ConvexPredictor(model, project=False)
-    convex = Sam2ConvexPredictor(model, projector=ConvexProjector(threads=1))
-    start = time.perf_counter()
-    plain.set_image(image)
-    set_image_s = time.perf_counter() - start
-    convex.set_image(image)
+    model, plain, convex, set_image_s = sam2_predictors(CLICK_SIZE, device)
     point = dict(point_coords=np.array([[960.0, 540.0]]), point_labels=np.array([1]))
     decoder = []
 
