@@ -60,6 +60,7 @@ import cv2
 import numpy as np
 import torch
 
+from sam_convex import loops
 from sam_convex.icnn import ICNN
 from sam_convex.rendering import decide, evaluate, net_weights
 
@@ -101,14 +102,16 @@ class Polygon:
 class PolygonFit:
     """One target's result: kind "empty" (nothing above 0.5), "full" (everything above
     0.5) or "polygon"; the window as pixel rows r0:r1, cols c0:c1; for kind "polygon"
-    the fitted polygon, the start's (th, h, centre) and the pocket's candidates
-    {name: (th, h)} (`CANDIDATES`), in window-local px."""
+    the returned polygon (None: the empty set), the start's (th, h, centre), the
+    pocket's candidates {name: (th, h)}, in window-local px, and which of `CANDIDATES`
+    the pocket returned."""
 
     kind: str
     window: tuple[int, int, int, int]
     polygon: Polygon | None = None
     start: tuple | None = None
     candidates: dict | None = None
+    choice: int = 0
 
 
 # --------------------------------------------------------------------------- geometry
@@ -354,21 +357,8 @@ def block_lattice(w: np.ndarray, grid: int):
 def spans(th: np.ndarray, h: np.ndarray, hh: int, ww: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per row of an (hh, ww) crop, the columns k_lo..k_hi (int64, (hh,) each; empty
     where k_lo > k_hi) whose pixel centres lie inside every edge moved in by `shift` px:
-    a convex polygon covers one span of every row."""
-    c, s = np.cos(th), np.sin(th)
-    y = np.arange(hh) + 0.5 - hh / 2
-    bound = (h - shift)[None] - s[None] * y[:, None]  # c x <= bound for every edge
-
-    def limit(sel, reduce, empty):  # the columns' bound on x of the edges in `sel`
-        return reduce(bound[:, sel] / c[sel], axis=1) if sel.any() else np.full(hh, empty)
-
-    lo = limit(c < 0, np.max, -np.inf)
-    hi = limit(c > 0, np.min, np.inf)
-    k_lo = np.clip(np.ceil(lo - 0.5 + ww / 2), 0, ww).astype(np.int64)
-    k_hi = np.clip(np.floor(hi - 0.5 + ww / 2), -1, ww - 1).astype(np.int64)
-    if (c == 0).any():  # an edge along the rows: rows outside it are empty
-        k_hi[(bound[:, c == 0] < 0).any(1)] = -1
-    return k_lo, k_hi
+    a convex polygon covers one span of every row (`loops.spans`)."""
+    return loops.spans(np.cos(th), np.sin(th), np.asarray(h, np.float64), hh, ww, float(shift))
 
 
 def row_sums(w: np.ndarray) -> np.ndarray:
@@ -384,10 +374,7 @@ def polygon_cost(cum: np.ndarray, th: np.ndarray, h: np.ndarray) -> float:
     O(rows x edges): per row, the polygon's span read off the row sums `cum`
     (`row_sums` of the (hh, ww) crop). Block sums would misprice a thin shape: a block
     that straddles a 2-px line counts its background as if it were inside."""
-    hh, ww = cum.shape[0], cum.shape[1] - 1
-    k_lo, k_hi = spans(th, h, hh, ww)
-    rows = np.flatnonzero(k_hi >= k_lo)
-    return float((cum[rows, k_hi[rows] + 1] - cum[rows, k_lo[rows]]).sum())
+    return float(loops.span_cost(cum, np.cos(th), np.sin(th), np.asarray(h, np.float64)))
 
 
 # --------------------------------------------------------------------------- moves
@@ -437,93 +424,41 @@ def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, mi
     return th, h
 
 
-def _pairs(xp, yp, th, h, reach):
-    """(point, edge) pairs with n_j . x - h_j > -reach, sorted by edge: edges farther
-    inside than `reach` cannot change a point's membership within one sweep."""
-    normals = np.stack([np.cos(th), np.sin(th)], 1).astype(np.float32)  # selection only
-    a = normals @ np.stack([xp, yp]).astype(np.float32) - h.astype(np.float32)[:, None]
-    flat = np.flatnonzero(a > -reach)
-    return flat % xp.size, flat // xp.size
-
-
-def _pair_state(xq, yq, th, h, pi, ej, p):
-    """Per pair: its offset a; per point: the top offset (member iff top <= 0); per pair:
-    the max over the point's other pairs (-inf if none)."""
-    a = np.cos(th)[ej] * xq + np.sin(th)[ej] * yq - h[ej]
-    top1 = np.full(p, -np.inf)
-    np.maximum.at(top1, pi, a)
-    is_top = a == top1[pi]
-    top2 = np.full(p, -np.inf)
-    np.maximum.at(top2, pi, np.where(is_top, -np.inf, a))
-    top2 = np.where(np.bincount(pi, is_top, p) >= 2, top1, top2)
-    others = np.where(is_top, top2[pi], top1[pi])
-    return a, top1, others
-
-
-def _best_moves(sel, xq, yq, ej, wv_all, a, th, h, rot, lim, bin_width, nb):
-    """The best (rotation, offset) of every edge given the others.
-
-    sel: the (point, edge) pairs that can change membership through their edge alone
-    (the point is inside every other edge and within `lim` + 0.5 px of this one).
-    Returns (new_th, new_h, gain), gain (K,) >= 0 the exact decrease of F per edge.
-    """
-    k_edges, nr = th.size, rot.size
-    e = ej[sel]
-    x, y, wv = xq[sel], yq[sel], wv_all[sel]
-    c, s = np.cos(th), np.sin(th)
-    count = np.bincount(e, None, k_edges)
-    tb = np.bincount(e, y * c[e] - x * s[e], k_edges) / np.maximum(count, 1)
-    px, py = h * c - tb * s, h * s + tb * c  # rotation centre on each edge line
-    base = np.bincount(e, wv * (a[sel] <= 0), k_edges)
-    # All rotations at once: (R, pairs) offsets -> one histogram over (rotation, edge,
-    # offset bin) -> per (rotation, edge) the best cut by a cumulative sum.
-    t2 = th[None] + rot[:, None]  # (R, K)
-    c2, s2 = np.cos(t2), np.sin(t2)
-    hb = px[None] * c2 + py[None] * s2
-    dd = x[None] * c2[:, e] + y[None] * s2[:, e] - hb[:, e]  # (R, pairs)
-    idx = np.minimum(((dd + lim) * (1.0 / bin_width)).astype(np.int64) + 1, nb - 1)
-    idx[dd < -lim] = 0
-    key = (np.arange(nr)[:, None] * k_edges + e[None]) * nb + idx
-    hist = np.bincount(key.ravel(), np.tile(wv, nr), nr * k_edges * nb).reshape(nr * k_edges, nb)
-    cum = np.cumsum(hist, 1)[:, :-1]
-    k = cum.argmin(1)
-    gain = base[None] - cum[np.arange(nr * k_edges), k].reshape(nr, k_edges)  # (R, K)
-    gain[:, count == 0] = 0.0
-    r_best = gain.argmax(0)  # the first best rotation per edge
-    edges = np.arange(k_edges)
-    best = np.maximum(gain[r_best, edges], 0.0)
-    update = best > 1e-9
-    new_th = np.where(update, t2[r_best, edges], th)
-    new_h = np.where(update, hb[r_best, edges] - lim + k.reshape(nr, k_edges)[r_best, edges] * bin_width, h)
-    return new_th, new_h, best
+def _state(xp, yp, th, h, pairs):
+    """`loops.edge_state` of the band pixels' `pairs` against the polygon (th, h)."""
+    return loops.edge_state(*pairs, xp, yp, np.cos(th), np.sin(th), h)
 
 
 def polish(xp, yp, wp, th, h, radius: float, rotations: np.ndarray, bin_width: float):
     """One sweep of exact block-coordinate descent on F over band pixels (xp, yp) with
     weights wp: every edge moves to the best of the rotations about its centre times
-    every offset within `radius`, given the others; all edges at once, or in 3 colour
-    classes of angular non-neighbours when that makes F worse. Returns (th, h)."""
-    k_edges, p = th.size, xp.size
+    every offset within `radius`, given the others (`loops.best_moves`); all edges at
+    once, or in 3 colour classes of angular non-neighbours when that makes F worse.
+    Returns (th, h)."""
+    k_edges = th.size
     lim = radius - 0.5
     nb = math.ceil(2 * lim / bin_width) + 2
     order = np.argsort(np.mod(th, 2 * np.pi), kind="stable")
     colour = np.empty(k_edges, np.int64)
     colour[order] = np.arange(k_edges) % 3
-    pi, ej = _pairs(xp, yp, th, h, radius + 0.5)
-    wv_all, xq, yq = wp[pi], xp[pi], yp[pi]
-    a, top1, others = _pair_state(xq, yq, th, h, pi, ej, p)
-    cost = float(wp[top1 <= 0].sum())
+    pairs = loops.near_pairs(xp, yp, np.cos(th), np.sin(th), h, radius + 0.5)
+    a, top, others = _state(xp, yp, th, h, pairs)
+    cost = float(wp[top <= 0].sum())
     movable = (others <= 0) & (np.abs(a) < radius)
     plan = [None]  # None: all edges at once
     while plan:
         group = plan.pop(0)
-        sel = np.flatnonzero(movable if group is None else movable & (colour[ej] == group))
-        if sel.size == 0:
-            continue
-        new_th, new_h, best = _best_moves(sel, xq, yq, ej, wv_all, a, th, h, rotations, lim, bin_width, nb)
+        sel = movable if group is None else movable & (colour[pairs[1]] == group)
+        t2 = th[None] + rotations[:, None]  # (R, K)
+        rot, h_moved, best = loops.best_moves(
+            *pairs, sel, a, xp, yp, wp, np.cos(th), np.sin(th), h, np.cos(t2), np.sin(t2), lim, bin_width, nb
+        )
         if not (best > 0).any():
             continue
-        a2, top2, others2 = _pair_state(xq, yq, new_th, new_h, pi, ej, p)
+        update = best > 1e-9
+        new_th = np.where(update, t2[rot, np.arange(k_edges)], th)
+        new_h = np.where(update, h_moved, h)
+        a2, top2, others2 = _state(xp, yp, new_th, new_h, pairs)
         new_cost = float(wp[top2 <= 0].sum())
         if new_cost < cost - 1e-9:
             th, h, cost = new_th, new_h, new_cost
@@ -537,25 +472,17 @@ def polish(xp, yp, wp, th, h, radius: float, rotations: np.ndarray, bin_width: f
 def centre_edges(xp, yp, th, h, radius: float) -> tuple[np.ndarray, float]:
     """Move each edge to the middle of the gap between the nearest kept and the nearest
     cut band pixel (membership unchanged). Returns (h, smallest margin in px)."""
-    p, k_edges = xp.size, th.size
-    pi, ej = _pairs(xp, yp, th, h, radius)
-    xq, yq = xp[pi], yp[pi]
-    a, top1, others = _pair_state(xq, yq, th, h, pi, ej, p)
-    members = top1 <= 0
-    sel = others <= 0
-    d, e = a[sel], ej[sel]
-    d_in, d_out = np.full(k_edges, -0.5), np.full(k_edges, 0.5)  # no pixel found: shift <= 0.25 px
-    d_in2, d_out2 = np.full(k_edges, -np.inf), np.full(k_edges, np.inf)
-    np.maximum.at(d_in2, e[d <= 0], d[d <= 0])
-    np.minimum.at(d_out2, e[d > 0], d[d > 0])
-    d_in = np.where(np.isfinite(d_in2), d_in2, np.minimum(d_in, d_out2 - 1.0))
-    d_out = np.where(np.isfinite(d_out2), d_out2, np.maximum(d_out, d_in2 + 1.0))
+    pairs = loops.near_pairs(xp, yp, np.cos(th), np.sin(th), h, radius)
+    a, top, others = _state(xp, yp, th, h, pairs)
+    d_in2, d_out2 = loops.gaps(pairs[1], a, others, th.size)
+    # No pixel found on a side: the edge shifts by at most 0.25 px.
+    d_in = np.where(np.isfinite(d_in2), d_in2, np.minimum(-0.5, d_out2 - 1.0))
+    d_out = np.where(np.isfinite(d_out2), d_out2, np.maximum(0.5, d_in2 + 1.0))
     h2 = h + (d_in + d_out) / 2
-    a2, top2, _ = _pair_state(xq, yq, th, h2, pi, ej, p)
-    if ((top2 <= 0) != members).any():
+    a2, top2, _ = _state(xp, yp, th, h2, pairs)
+    if ((top2 <= 0) != (top <= 0)).any():
         h2, a2 = h, a  # a pixel cut by two edges at once changed side: keep the edges
-    margin = float(np.abs(a2).min()) if a2.size else radius
-    return h2, margin
+    return h2, float(np.abs(a2).min()) if a2.size else radius
 
 
 def centred(xp, yp, th, h, radius: float) -> Polygon:
@@ -654,16 +581,39 @@ def target_window(p: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
     return "polygon", window
 
 
+def pocket(fitted: Polygon, candidates: dict, cum: np.ndarray, radius: float) -> tuple[Polygon | None, int]:
+    """Step 6: the best of the fitted polygon, the `candidates` {name: (th, h)} and the
+    empty set, by their exact F on the crop's pixels (`polygon_cost` on its row sums
+    `cum`; the fit is centred in its pixel gaps, so it covers the pixels its ICNN
+    renders). A candidate that wins is centred in its own pixel gaps.
+
+    Returns:
+        (the polygon, None for the empty set; its index in `CANDIDATES`).
+    """
+    best, choice = polygon_cost(cum, fitted.th, fitted.h), CANDIDATES.index("fit")
+    if best > 0.0:
+        best, choice = 0.0, CANDIDATES.index("empty")
+    for name, (th, h) in candidates.items():
+        cost = polygon_cost(cum, th, h)
+        if cost < best:
+            best, choice = cost, CANDIDATES.index(name)
+    name = CANDIDATES[choice]
+    if name in ("fit", "empty"):
+        return (fitted if name == "fit" else None), choice
+    return centred_candidate(*candidates[name], cum.shape[0], cum.shape[1] - 1, radius), choice
+
+
 def fit_window(
     crop: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int, hull_edges: int = 47
-) -> tuple[Polygon, tuple, dict]:
+) -> tuple[Polygon | None, tuple, dict, int]:
     """Fit the polygon on one window crop (H', W') float32 of a target whose {p > 0.5}
-    touches all four sides of the crop (steps 2-5 of the module docstring); the pocket's
+    touches all four sides of the crop (steps 2-6 of the module docstring); the pocket's
     hull candidates get `hull_edges` edges (the most the ICNN holds).
 
     Returns:
-        (the fitted `Polygon`, the start (th, h, centre), the pocket's candidates
-        {name: (th, h)}), in crop-local px.
+        (the polygon the pocket returned (None: the empty set), the start (th, h,
+        centre), the pocket's candidates {name: (th, h)}, in crop-local px, and the
+        pocket's choice: an index in `CANDIDATES`): `PolygonFit`'s fields.
     """
     crop_fg = crop > 0.5
     w = pixel_weights(crop)
@@ -684,7 +634,8 @@ def fit_window(
             break
     # The last sweep's band holds every pixel next to an edge.
     candidates = {"start": start[:2], **hull_candidates(parts, hull_edges)}
-    return centred(xp, yp, th, h, radius), start, candidates
+    polygon, choice = pocket(centred(xp, yp, th, h, radius), candidates, cum, radius)
+    return polygon, start, candidates, choice
 
 
 def fit_target(
@@ -746,19 +697,12 @@ def render_polygon_masks(net: ICNN, polygons: list, windows: torch.Tensor, image
             continue
         hh, ww = y1 - y0, x1 - x0
         err = 4e-7 * (ww + hh + float(np.abs(poly.h).max()))  # float32 weights: |a' - a| < err
-        crop = _row_spans(poly, hh, ww, 2 * err + 1e-7)
-        maybe = _row_spans(poly, hh, ww, -(2 * poly.eps + 2 * err + 1e-7)) & ~crop
-        if maybe.any():
-            rr, cc = np.nonzero(maybe)
+        inner = spans(poly.th, poly.h, hh, ww, 2 * err + 1e-7)
+        outer = spans(poly.th, poly.h, hh, ww, -(2 * poly.eps + 2 * err + 1e-7))
+        crop = masks[i, y0:y1, x0:x1]
+        loops.fill_spans(crop, *inner)
+        rr, cc = loops.span_difference(*outer, *inner)
+        if rr.size:
             u = np.stack([(cc + 0.5) * (2 / ww) - 1, (rr + 0.5) * (2 / hh) - 1], 1)
             crop[rr, cc] = decide(evaluate(net_weights(net, i), u))
-        masks[i, y0:y1, x0:x1] = crop
     return masks
-
-
-def _row_spans(poly: Polygon, hh: int, ww: int, shift: float) -> np.ndarray:
-    """(hh, ww) bool: the pixel centres of a crop inside every edge moved in by `shift`
-    px (out, for a negative shift), one span per row."""
-    k_lo, k_hi = spans(poly.th, poly.h, hh, ww, shift)
-    cols = np.arange(ww)
-    return (k_lo[:, None] <= cols[None]) & (cols[None] <= k_hi[:, None])

@@ -31,16 +31,12 @@ from sam_convex import outlines, validation
 from sam_convex.icnn import ICNN
 from sam_convex.parallel import map_ordered
 from sam_convex.polygon import (
-    CANDIDATES,
     Polygon,
     PolygonFit,
-    centred_candidate,
     fit_window,
     pixel_weights,
-    polygon_cost,
     polygons_to_icnn,
     render_polygon_masks,
-    row_sums,
     target_window,
 )
 from sam_convex.rendering import OUTSIDE_LOGIT, render_logits, render_masks
@@ -337,10 +333,7 @@ class ConvexProjector:
         polygons = [{"empty": None, "full": "full"}.get(f.kind, f.polygon) for f in fits]
         net = polygons_to_icnn(polygons, windows, self.width, self.sharpness)
         masks = render_polygon_masks(net, polygons, windows, (height, width))
-        choice = pocket(fits, polygons, p_all, masks, self.radius)
-        if choice.any():  # a candidate replaced a fit
-            net = polygons_to_icnn(polygons, windows, self.width, self.sharpness)
-            masks = render_polygon_masks(net, polygons, windows, (height, width))
+        choice = np.array([f.choice for f in fits], np.int64)
         masks = torch.from_numpy(masks)
         edges = np.array([p.th.size if isinstance(p, Polygon) else 0 for p in polygons])
         return ConvexFit(
@@ -371,35 +364,3 @@ def _init_refusing_gradient_settings(self, *args, **kwargs) -> None:
 
 
 ConvexProjector.__init__ = _init_refusing_gradient_settings
-
-
-def pocket(fits: list, polygons: list, p_all: np.ndarray, masks: np.ndarray, radius: float) -> np.ndarray:
-    """Never worse than any candidate on the target's own pixels: the start, the convex
-    hull of {p > 0.5}, the hull of its largest component (`PolygonFit.candidates`) and
-    the empty set. Where one beats the fitted mask, the best replaces the fit in
-    `polygons` (in place).
-
-    Returns:
-        (N,) int: the index in `sam_convex.polygon.CANDIDATES` (0 the fit, 1 the start,
-        2 the empty set, 3 the hull of {p > 0.5}, 4 the hull of its largest component).
-    """
-    choice = np.zeros(len(fits), np.int64)
-    for i, fitted in enumerate(fits):
-        if fitted.kind != "polygon":
-            continue
-        r0, r1, c0, c1 = fitted.window
-        w = pixel_weights(p_all[i, r0:r1, c0:c1])
-        best = float(w[masks[i, r0:r1, c0:c1]].sum())  # the fit, as rendered
-        if best > 0.0:
-            best, choice[i] = 0.0, CANDIDATES.index("empty")
-        cum = row_sums(w)
-        for name, (th, h) in fitted.candidates.items():
-            cost = polygon_cost(cum, th, h)
-            if cost < best:
-                best, choice[i] = cost, CANDIDATES.index(name)
-        name = CANDIDATES[choice[i]]
-        if name == "empty":
-            polygons[i] = None
-        elif name != "fit":  # edges along the hull: centre them in their pixel gaps
-            polygons[i] = centred_candidate(*fitted.candidates[name], r1 - r0, c1 - c0, radius)
-    return choice

@@ -1,0 +1,221 @@
+"""The polygon fit's inner loops, compiled by numba (`sam_convex.polygon` calls them).
+
+Each loop does in one pass what numpy would do in many small calls: at photo size the
+fit is a few thousand boundary pixels times a few dozen edges, where numpy's per-call
+cost, not arithmetic, set the time. Every sum runs in the order numpy's `bincount` and
+`cumsum` would use, so the results are those of the array code they replace.
+
+Shapes: P band pixels, K edges, R rotations, B offset bins; all float64 unless stated.
+The first call in a process compiles them (a few seconds, cached on disk after that).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def near_pairs(xp, yp, c, s, h, reach):
+    """The (pixel, edge) pairs with n_j . x_i - h_j > -reach (an edge farther inside a
+    pixel than `reach` cannot change its membership in one move), pixel by pixel:
+    (pixel (M,) int64, edge (M,) int64)."""
+    n_px, n_edges = xp.size, c.size
+    pixel = np.empty(n_px * n_edges, np.int64)
+    edge = np.empty(n_px * n_edges, np.int64)
+    m = 0
+    for i in range(n_px):
+        for j in range(n_edges):
+            if c[j] * xp[i] + s[j] * yp[i] - h[j] > -reach:
+                pixel[m], edge[m] = i, j
+                m += 1
+    return pixel[:m].copy(), edge[:m].copy()
+
+
+@njit(cache=True, nogil=True)
+def edge_state(pixel, edge, xp, yp, c, s, h):
+    """Offsets and membership of the pairs of `near_pairs`.
+
+    Returns:
+        a (M,): n_j . x_i - h_j per pair; top (P,): per pixel its largest offset
+        (-inf if it has no pair; the pixel is inside iff top <= 0); others (M,): per
+        pair the largest offset of the pixel's other pairs (-inf if none; a tie at
+        the top counts as another).
+    """
+    n_pairs = pixel.size
+    a = np.empty(n_pairs)
+    top = np.full(xp.size, -np.inf)
+    others = np.empty(n_pairs)
+    start = 0
+    while start < n_pairs:  # the pairs of one pixel are contiguous
+        i = pixel[start]
+        stop = start
+        first = -np.inf
+        while stop < n_pairs and pixel[stop] == i:
+            j = edge[stop]
+            a[stop] = c[j] * xp[i] + s[j] * yp[i] - h[j]
+            first = max(first, a[stop])
+            stop += 1
+        second, ties = -np.inf, 0
+        for m in range(start, stop):
+            if a[m] == first:
+                ties += 1
+            elif a[m] > second:
+                second = a[m]
+        if ties >= 2:
+            second = first
+        for m in range(start, stop):
+            others[m] = second if a[m] == first else first
+        top[i] = first
+        start = stop
+    return a, top, others
+
+
+@njit(cache=True, nogil=True)
+def best_moves(pixel, edge, movable, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_width, n_bins):
+    """The best rotation and offset of every edge given the others (the polish's move).
+
+    Args:
+        pixel, edge, a: the pairs (`near_pairs`) and their offsets; movable: (M,) bool,
+            the pairs whose pixel changes side through this edge alone within
+            `lim` + 0.5 px.
+        xp, yp, wp: (P,) band pixels and their weights w.
+        c, s, h: (K,) the edges; c2, s2: (R, K) cos and sin of each edge's angle plus
+            each rotation.
+        lim, bin_width, n_bins: offsets within +-lim px in bins of bin_width; bin 0
+            collects those below -lim, bin n_bins - 1 those above.
+    Returns:
+        (rotation (K,) int64: the index into R of the first best rotation; h (K,):
+        the new offsets; gain (K,) >= 0: the exact decrease of F per edge).
+    """
+    n_edges, n_rot = c.size, c2.shape[0]
+    count = np.zeros(n_edges, np.int64)
+    along = np.zeros(n_edges)
+    base = np.zeros(n_edges)
+    for m in range(pixel.size):
+        if movable[m]:
+            i, j = pixel[m], edge[m]
+            count[j] += 1
+            along[j] += yp[i] * c[j] - xp[i] * s[j]
+            base[j] += wp[i] * (1.0 if a[m] <= 0 else 0.0)
+    # Rotation centre on each edge line: the mean foot point of its movable pixels.
+    px = np.empty(n_edges)
+    py = np.empty(n_edges)
+    for j in range(n_edges):
+        tb = along[j] / max(count[j], 1)
+        px[j] = h[j] * c[j] - tb * s[j]
+        py[j] = h[j] * s[j] + tb * c[j]
+    hb = np.empty((n_rot, n_edges))
+    for r in range(n_rot):
+        for j in range(n_edges):
+            hb[r, j] = px[j] * c2[r, j] + py[j] * s2[r, j]
+    hist = np.zeros((n_rot, n_edges, n_bins))
+    scale = 1.0 / bin_width
+    for m in range(pixel.size):
+        if movable[m]:
+            i, j = pixel[m], edge[m]
+            for r in range(n_rot):
+                d = xp[i] * c2[r, j] + yp[i] * s2[r, j] - hb[r, j]
+                k = 0 if d < -lim else min(int((d + lim) * scale) + 1, n_bins - 1)
+                hist[r, j, k] += wp[i]
+    rotation = np.zeros(n_edges, np.int64)
+    new_h = h.copy()
+    gain = np.zeros(n_edges)
+    for j in range(n_edges):
+        if count[j] == 0:
+            continue
+        best, best_r, best_k = -np.inf, 0, 0
+        for r in range(n_rot):
+            # The cut after bin k: F changes by the running sum of bins 0..k (the last bin
+            # never moves inside); the first smallest one, as argmin takes it.
+            run, low, low_k = 0.0, np.inf, 0
+            for k in range(n_bins - 1):
+                run += hist[r, j, k]
+                if run < low:
+                    low, low_k = run, k
+            g = base[j] - low
+            if g > best:
+                best, best_r, best_k = g, r, low_k
+        gain[j] = max(best, 0.0)
+        rotation[j] = best_r
+        new_h[j] = hb[best_r, j] - lim + best_k * bin_width
+    return rotation, new_h, gain
+
+
+@njit(cache=True, nogil=True)
+def gaps(edge, a, others, n_edges):
+    """Per edge, the offsets of the nearest kept and the nearest cut pixel among the
+    pairs that change side through that edge alone (`others` <= 0): (inside (K,) <= 0,
+    -inf if none; outside (K,) > 0, +inf if none)."""
+    inside = np.full(n_edges, -np.inf)
+    outside = np.full(n_edges, np.inf)
+    for m in range(edge.size):
+        if others[m] <= 0:
+            j, d = edge[m], a[m]
+            if d <= 0:
+                inside[j] = max(inside[j], d)
+            else:
+                outside[j] = min(outside[j], d)
+    return inside, outside
+
+
+@njit(cache=True, nogil=True)
+def spans(c, s, h, hh, ww, shift):
+    """Per row of an (hh, ww) crop (window-local px, origin at its centre), the columns
+    lo..hi (int64, (hh,) each; empty where lo > hi) whose pixel centres lie inside every
+    edge moved in by `shift` px: a convex polygon covers one span of every row."""
+    lo = np.zeros(hh, np.int64)
+    hi = np.full(hh, -1, np.int64)
+    for row in range(hh):
+        y = row + 0.5 - hh / 2
+        left, right, empty = -np.inf, np.inf, False
+        for j in range(c.size):
+            bound = (h[j] - shift) - s[j] * y  # c x <= bound
+            if c[j] < 0:
+                left = max(left, bound / c[j])
+            elif c[j] > 0:
+                right = min(right, bound / c[j])
+            elif bound < 0:
+                empty = True
+        lo[row] = int(min(max(np.ceil(left - 0.5 + ww / 2), 0.0), ww))
+        hi[row] = -1 if empty else int(min(max(np.floor(right - 0.5 + ww / 2), -1.0), ww - 1))
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def span_cost(cum, c, s, h):
+    """F of the polygon: the sum of w over the pixel centres inside it, read off the
+    (hh, ww + 1) row sums `cum` one span per row."""
+    hh, ww = cum.shape[0], cum.shape[1] - 1
+    lo, hi = spans(c, s, h, hh, ww, 0.0)
+    total = 0.0
+    for row in range(hh):
+        if hi[row] >= lo[row]:
+            total += cum[row, hi[row] + 1] - cum[row, lo[row]]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def fill_spans(out, lo, hi):
+    """Set out[row, lo[row]:hi[row] + 1] for every row of an (hh, ww) bool array."""
+    for row in range(lo.size):
+        for col in range(lo[row], hi[row] + 1):
+            out[row, col] = True
+
+
+@njit(cache=True, nogil=True)
+def span_difference(outer_lo, outer_hi, inner_lo, inner_hi):
+    """The pixels in the outer spans but not in the inner ones, row by row as
+    `np.nonzero` lists them: (rows (M,) int64, cols (M,) int64)."""
+    n = 0
+    for row in range(outer_lo.size):
+        n += max(outer_hi[row] - outer_lo[row] + 1, 0)
+    rows = np.empty(n, np.int64)
+    cols = np.empty(n, np.int64)
+    m = 0
+    for row in range(outer_lo.size):
+        for col in range(outer_lo[row], outer_hi[row] + 1):
+            if not inner_lo[row] <= col <= inner_hi[row]:
+                rows[m], cols[m] = row, col
+                m += 1
+    return rows[:m].copy(), cols[:m].copy()
