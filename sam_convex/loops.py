@@ -219,3 +219,67 @@ def span_difference(outer_lo, outer_hi, inner_lo, inner_hi):
                 rows[m], cols[m] = row, col
                 m += 1
     return rows[:m].copy(), cols[:m].copy()
+
+
+@njit(cache=True, nogil=True)
+def greedy_cuts(proj, top, wi, c, s, h, cut_c, cut_s, cum, max_cuts, bin_width, min_gain):
+    """The cut search: on lattice points inside the polygon, the best half-plane cut
+    over M directions is proposed from a histogram of w over (direction, offset bin)
+    and kept while it lowers the exact F (`span_cost` on `cum`) by more than min_gain.
+
+    Args:
+        proj: (M, L) float32 offsets of the L points along each cut direction; top:
+            (M,) float32, their largest; wi: (L,) the points' weights.
+        c, s, h: (K,) the polygon; cut_c, cut_s: (M,) the cut directions.
+    Returns:
+        (directions (C,) int64, offsets (C,)): the cuts added, in order.
+    """
+    n_dir, n_pts = proj.shape
+    scale = np.float32(1.0 / bin_width)
+    idx = np.empty((n_dir, n_pts), np.int64)
+    n_bins = 0
+    for m in range(n_dir):
+        for i in range(n_pts):
+            idx[m, i] = int((top[m] - proj[m, i]) * scale)  # 0 = outermost bin
+            n_bins = max(n_bins, idx[m, i] + 1)
+    hist = np.zeros((n_dir, n_bins))
+    for m in range(n_dir):
+        for i in range(n_pts):
+            hist[m, idx[m, i]] += wi[i]
+    alive = np.ones(n_pts, np.bool_)
+    cc, ss, hh = c.copy(), s.copy(), h.astype(np.float64)
+    cost = span_cost(cum, cc, ss, hh)
+    chosen = np.empty(max_cuts, np.int64)
+    offsets = np.empty(max_cuts)
+    n_cuts = 0
+    for _ in range(max_cuts):
+        # Per direction the first best cut (removing bins 0..k lowers F by their sum),
+        # then the first best direction.
+        best, best_m, best_k = -np.inf, 0, 0
+        for m in range(n_dir):
+            run, top_gain, top_k = 0.0, -np.inf, 0
+            for k in range(n_bins):
+                run += hist[m, k]
+                if run > top_gain:
+                    top_gain, top_k = run, k
+            if top_gain > best:
+                best, best_m, best_k = top_gain, m, top_k
+        if best <= min_gain:
+            break
+        hc = np.float64(top[best_m]) - (best_k + 1) * bin_width  # between bins k and k + 1
+        cc2, ss2, hh2 = np.append(cc, cut_c[best_m]), np.append(ss, cut_s[best_m]), np.append(hh, hc)
+        cost2 = span_cost(cum, cc2, ss2, hh2)
+        if cost2 > cost - min_gain:
+            break
+        cc, ss, hh, cost = cc2, ss2, hh2, cost2
+        chosen[n_cuts], offsets[n_cuts] = best_m, hc
+        n_cuts += 1
+        # A cut only removes points: subtract their histogram.
+        removed = np.zeros((n_dir, n_bins))
+        for i in range(n_pts):
+            if alive[i] and np.float64(proj[best_m, i]) > hc:
+                alive[i] = False
+                for m in range(n_dir):
+                    removed[m, idx[m, i]] += wi[i]
+        hist -= removed
+    return chosen[:n_cuts].copy(), offsets[:n_cuts].copy()

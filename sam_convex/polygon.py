@@ -394,34 +394,10 @@ def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, mi
     # float32 is enough here: the cut offsets live on bins of >= 1 px.
     normals = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
     proj = normals @ np.stack([xi, yi]).astype(np.float32)  # (M, P)
-    top = proj.max(1)
-    idx = ((top[:, None] - proj) * np.float32(1.0 / bin_width)).astype(np.intp)  # 0 = outermost bin
-    top = top.astype(np.float64)
-    nb = int(idx.max()) + 1
-    flat = (idx + nb * np.arange(angles)[:, None]).ravel()
-    # Histogram of w over (direction, offset bin) of the points still inside; a cut only
-    # removes points, so later rounds subtract the removed points' contributions.
-    hist = np.bincount(flat, np.tile(wi, angles), nb * angles).reshape(angles, nb)
-    alive = np.ones(xi.size, bool)
-    cost = polygon_cost(cum, th, h)
-    for _ in range(max_cuts):
-        gain = np.cumsum(hist, 1)  # F decrease when removing bins 0..k
-        k = gain.argmax(1)
-        best = gain[np.arange(angles), k]
-        m = int(best.argmax())
-        if best[m] <= min_gain:
-            break
-        hc = top[m] - (k[m] + 1) * bin_width  # the boundary between bins k and k + 1
-        th2, h2 = np.append(th, ang[m]), np.append(h, hc)
-        cost2 = polygon_cost(cum, th2, h2)
-        if cost2 > cost - min_gain:
-            break
-        th, h, cost = th2, h2, cost2
-        gone = np.flatnonzero(alive & (proj[m] > hc))
-        alive[gone] = False
-        removed = (idx[:, gone] + nb * np.arange(angles)[:, None]).ravel()
-        hist -= np.bincount(removed, np.tile(wi[gone], angles), nb * angles).reshape(angles, nb)
-    return th, h
+    chosen, offsets = loops.greedy_cuts(
+        proj, proj.max(1), wi, np.cos(th), np.sin(th), h, np.cos(ang), np.sin(ang), cum, max_cuts, bin_width, min_gain
+    )
+    return np.append(th, ang[chosen]), np.append(h, offsets)
 
 
 def _state(xp, yp, th, h, pairs):

@@ -147,7 +147,7 @@ def probabilities(targets: Any, logits: bool = False, keep_grad: bool = False) -
             raise ValueError(f"targets must be a numeric or bool array, got dtype {arr.dtype}")
         if arr.dtype.kind != "b":
             # float128 and big-endian arrays have no torch dtype: convert first.
-            arr = arr.astype(np.float32)
+            arr = arr.astype(np.float32, copy=False)
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.dim() not in (2, 3):
         raise ValueError(f"targets must have shape (H, W) or (N, H, W), got {tuple(t.shape)}")
