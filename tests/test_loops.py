@@ -76,9 +76,8 @@ def test_best_moves_gain_is_the_exact_decrease_of_F_for_one_edge():
     w = rng.normal(size=x.size)
     c, s = np.cos(th), np.sin(th)
     pixel, edge = loops.near_pairs(x, y, c, s, h, 3.5)
-    a, top, others = loops.edge_state(pixel, edge, x, y, c, s, h)
+    a, _, others = loops.edge_state(pixel, edge, x, y, c, s, h)
     movable = (others <= 0) & (np.abs(a) < 3.0)
-    rot = np.zeros((1, th.size))
     _, new_h, gain = loops.best_moves(pixel, edge, movable, a, x, y, w, c, s, h, c[None], s[None], 2.5, 0.05, 102)
     before = w[inside(x, y, th, h)].sum()
     moved = [j for j in range(th.size) if gain[j] > 1e-9]
@@ -86,7 +85,7 @@ def test_best_moves_gain_is_the_exact_decrease_of_F_for_one_edge():
     for j in moved:
         h2 = h.copy()
         h2[j] = new_h[j]
-        after = w[inside(x, y, th + rot[0], h2)].sum()
+        after = w[inside(x, y, th, h2)].sum()
         assert before - after == pytest.approx(gain[j], abs=1e-9)
 
 
