@@ -42,6 +42,7 @@ PACKAGES = (
     "scipy",
     "opencv-python-headless",
     "opencv-python",
+    "numba",
 )
 
 
