@@ -160,6 +160,89 @@ def gaps(edge, a, others, n_edges):
 
 
 @njit(cache=True, nogil=True)
+def _inside_sum(wp, top):
+    """The sum of wp over the pixels inside (top <= 0)."""
+    total = 0.0
+    for i in range(wp.size):
+        if top[i] <= 0:
+            total += wp[i]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def polish_sweep(xp, yp, wp, th, h, colour, radius, rotations, bin_width, n_bins):
+    """One sweep of the polish (`sam_convex.polygon.polish`): every edge takes its best
+    move (`best_moves`) given the others, all edges at once; if F gets worse, one
+    colour class (0, 1, 2: angular non-neighbours) at a time.
+
+    Args:
+        xp, yp, wp: (P,) band pixels and their weights; th, h: (K,) the polygon;
+            colour: (K,) int64 classes; rotations: (R,) rad; offsets within
+            +-(radius - 0.5) px in n_bins bins of bin_width.
+    Returns:
+        (th (K,), h (K,)).
+    """
+    lim = radius - 0.5
+    n_edges = th.size
+    c, s = np.cos(th), np.sin(th)
+    pixel, edge = near_pairs(xp, yp, c, s, h, radius + 0.5)
+    a, top, others = edge_state(pixel, edge, xp, yp, c, s, h)
+    cost = _inside_sum(wp, top)
+    movable = (others <= 0) & (np.abs(a) < radius)
+    groups = np.array([-1, 0, 1, 2])  # -1: all edges at once
+    g, end = 0, 1
+    while g < end:
+        group = groups[g]
+        g += 1
+        sel = movable.copy()
+        if group >= 0:
+            for m in range(edge.size):
+                sel[m] = sel[m] and colour[edge[m]] == group
+        t2 = th.reshape(1, -1) + rotations.reshape(-1, 1)  # (R, K)
+        c2, s2 = np.cos(t2), np.sin(t2)
+        rot, h_moved, best = best_moves(pixel, edge, sel, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_width, n_bins)
+        if not (best > 0).any():
+            continue
+        new_th, new_h = th.copy(), h.copy()
+        for j in range(n_edges):
+            if best[j] > 1e-9:
+                new_th[j], new_h[j] = t2[rot[j], j], h_moved[j]
+        new_c, new_s = np.cos(new_th), np.sin(new_th)
+        a2, top2, others2 = edge_state(pixel, edge, xp, yp, new_c, new_s, new_h)
+        new_cost = _inside_sum(wp, top2)
+        if new_cost < cost - 1e-9:
+            th, h, c, s, cost = new_th, new_h, new_c, new_s, new_cost
+            a, others = a2, others2
+            movable = (others <= 0) & (np.abs(a) < radius)
+        elif group < 0:
+            end = 4  # neighbours moved into each other: one class at a time
+    return th, h
+
+
+@njit(cache=True, nogil=True)
+def centre_offsets(xp, yp, th, h, radius):
+    """Each edge moved to the middle of the gap between the nearest kept and the
+    nearest cut band pixel (`gaps`; membership unchanged; no pixel on a side: the
+    edge shifts by at most 0.25 px). Returns (h (K,), the smallest |offset| of a
+    pixel within `radius` px inside an edge, or `radius` if none)."""
+    c, s = np.cos(th), np.sin(th)
+    pixel, edge = near_pairs(xp, yp, c, s, h, radius)
+    a, top, others = edge_state(pixel, edge, xp, yp, c, s, h)
+    kept, cut = gaps(edge, a, others, th.size)
+    h2 = h.copy()
+    for j in range(th.size):
+        d_in = kept[j] if np.isfinite(kept[j]) else min(-0.5, cut[j] - 1.0)
+        d_out = cut[j] if np.isfinite(cut[j]) else max(0.5, kept[j] + 1.0)
+        h2[j] = h[j] + (d_in + d_out) / 2
+    a2, top2, _ = edge_state(pixel, edge, xp, yp, c, s, h2)
+    for i in range(xp.size):
+        if (top2[i] <= 0) != (top[i] <= 0):
+            h2, a2 = h, a  # a pixel cut by two edges at once changed side: keep the edges
+            break
+    return h2, np.abs(a2).min() if a2.size else radius
+
+
+@njit(cache=True, nogil=True)
 def spans(c, s, h, hh, ww, shift):
     """Per row of an (hh, ww) crop (window-local px, origin at its centre), the columns
     lo..hi (int64, (hh,) each; empty where lo > hi) whose pixel centres lie inside every

@@ -400,65 +400,27 @@ def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, mi
     return np.append(th, ang[chosen]), np.append(h, offsets)
 
 
-def _state(xp, yp, th, h, pairs):
-    """`loops.edge_state` of the band pixels' `pairs` against the polygon (th, h)."""
-    return loops.edge_state(*pairs, xp, yp, np.cos(th), np.sin(th), h)
-
-
 def polish(xp, yp, wp, th, h, radius: float, rotations: np.ndarray, bin_width: float):
     """One sweep of exact block-coordinate descent on F over band pixels (xp, yp) with
     weights wp: every edge moves to the best of the rotations about its centre times
-    every offset within `radius`, given the others (`loops.best_moves`); all edges at
-    once, or in 3 colour classes of angular non-neighbours when that makes F worse.
+    every offset within `radius`, given the others; all edges at once, or in 3 colour
+    classes of angular non-neighbours when that makes F worse (`loops.polish_sweep`).
     Returns (th, h)."""
-    k_edges = th.size
-    lim = radius - 0.5
-    nb = math.ceil(2 * lim / bin_width) + 2
     order = np.argsort(np.mod(th, 2 * np.pi), kind="stable")
-    colour = np.empty(k_edges, np.int64)
-    colour[order] = np.arange(k_edges) % 3
-    pairs = loops.near_pairs(xp, yp, np.cos(th), np.sin(th), h, radius + 0.5)
-    a, top, others = _state(xp, yp, th, h, pairs)
-    cost = float(wp[top <= 0].sum())
-    movable = (others <= 0) & (np.abs(a) < radius)
-    plan = [None]  # None: all edges at once
-    while plan:
-        group = plan.pop(0)
-        sel = movable if group is None else movable & (colour[pairs[1]] == group)
-        t2 = th[None] + rotations[:, None]  # (R, K)
-        rot, h_moved, best = loops.best_moves(
-            *pairs, sel, a, xp, yp, wp, np.cos(th), np.sin(th), h, np.cos(t2), np.sin(t2), lim, bin_width, nb
-        )
-        if not (best > 0).any():
-            continue
-        update = best > 1e-9
-        new_th = np.where(update, t2[rot, np.arange(k_edges)], th)
-        new_h = np.where(update, h_moved, h)
-        a2, top2, others2 = _state(xp, yp, new_th, new_h, pairs)
-        new_cost = float(wp[top2 <= 0].sum())
-        if new_cost < cost - 1e-9:
-            th, h, cost = new_th, new_h, new_cost
-            a, others = a2, others2
-            movable = (others <= 0) & (np.abs(a) < radius)
-        elif group is None:
-            plan = [0, 1, 2]  # neighbours moved into each other: one class at a time
-    return th, h
+    colour = np.empty(th.size, np.int64)
+    colour[order] = np.arange(th.size) % 3
+    n_bins = math.ceil(2 * (radius - 0.5) / bin_width) + 2
+    return loops.polish_sweep(
+        xp, yp, wp, th, np.asarray(h, np.float64), colour, float(radius), rotations, bin_width, n_bins
+    )
 
 
 def centre_edges(xp, yp, th, h, radius: float) -> tuple[np.ndarray, float]:
     """Move each edge to the middle of the gap between the nearest kept and the nearest
-    cut band pixel (membership unchanged). Returns (h, smallest margin in px)."""
-    pairs = loops.near_pairs(xp, yp, np.cos(th), np.sin(th), h, radius)
-    a, top, others = _state(xp, yp, th, h, pairs)
-    d_in2, d_out2 = loops.gaps(pairs[1], a, others, th.size)
-    # No pixel found on a side: the edge shifts by at most 0.25 px.
-    d_in = np.where(np.isfinite(d_in2), d_in2, np.minimum(-0.5, d_out2 - 1.0))
-    d_out = np.where(np.isfinite(d_out2), d_out2, np.maximum(0.5, d_in2 + 1.0))
-    h2 = h + (d_in + d_out) / 2
-    a2, top2, _ = _state(xp, yp, th, h2, pairs)
-    if ((top2 <= 0) != (top <= 0)).any():
-        h2, a2 = h, a  # a pixel cut by two edges at once changed side: keep the edges
-    return h2, float(np.abs(a2).min()) if a2.size else radius
+    cut band pixel (membership unchanged; `loops.centre_offsets`). Returns (h, smallest
+    margin in px)."""
+    h2, margin = loops.centre_offsets(xp, yp, th, np.asarray(h, np.float64), float(radius))
+    return h2, float(margin)
 
 
 def centred(xp, yp, th, h, radius: float) -> Polygon:
