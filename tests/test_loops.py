@@ -102,3 +102,20 @@ def test_gaps_are_the_nearest_kept_and_cut_pixels_per_edge():
         assert kept[j] == a[own & (a <= 0)].max(initial=-np.inf)
         assert cut[j] == a[own & (a > 0)].min(initial=np.inf)
     assert np.isfinite(kept).all() and np.isfinite(cut).sum() >= 3
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_polish_sweep_never_raises_F_and_centring_keeps_the_pixels(seed):
+    rng = np.random.default_rng(seed)
+    th, h = random_polygon(rng, k=10, radius=14.0)
+    x, y = pixel_centres(40, 40)
+    w = np.where(np.hypot(x - 2, y + 1) < 12, -1.0, 1.0) + rng.normal(0, 0.3, x.size)
+    colour = np.argsort(np.argsort(th)) % 3
+    th2, h2 = loops.polish_sweep(x, y, w, th, h, colour, 3.0, np.array([-0.03, 0.0, 0.03]), 0.05, 102)
+    before, after = w[inside(x, y, th, h)].sum(), w[inside(x, y, th2, h2)].sum()
+    assert after <= before
+    assert after < before - 1.0  # a random start is far from the disk: the sweep moves
+    h3, margin = loops.centre_offsets(x, y, th2, h2, 3.0)
+    assert np.array_equal(inside(x, y, th2, h3), inside(x, y, th2, h2))
+    offsets = np.cos(th2)[:, None] * x + np.sin(th2)[:, None] * y - h3[:, None]
+    assert margin == pytest.approx(np.abs(offsets).min()) and margin > 0  # the nearest pixel to any edge
