@@ -3,9 +3,13 @@
 Each loop does in one pass what numpy did in many small calls: the fit is a few thousand
 boundary pixels times a few dozen edges, where numpy's per-call cost, not arithmetic, set
 the time. The histograms, running sums and offsets add in the order numpy's `bincount`,
-`cumsum` and elementwise code did, so the masks are those of the array code they replaced
-(checked bit for bit, ICNN weights included, on the benchmark's masks when they landed);
-only the polish's total F, compared with a 1e-9 tolerance, is now a plain running sum.
+`cumsum` and elementwise code did, and numpy's float64 cos and sin equal libm's, which
+these loops call, on the machines measured; so the masks are those of the array code they
+replaced (checked bit for bit, ICNN weights included, on the benchmark's masks when they
+landed). Three sums differ in rounding only: the exact polygon cost (`span_cost`) and the
+polish's total F are plain running sums where numpy summed pairwise, and the pairs are
+chosen in float64 where numpy used float32; a near-tie within ~1e-12 of F could go the
+other way.
 
 Shapes: P band pixels, K edges, R rotations, B offset bins; all float64 unless stated.
 The first call in a process compiles them (a few seconds, cached on disk after that).
@@ -23,15 +27,20 @@ def near_pairs(xp, yp, c, s, h, reach):
     pixel than `reach` cannot change its membership in one move), pixel by pixel:
     (pixel (M,) int64, edge (M,) int64)."""
     n_px, n_edges = xp.size, c.size
-    pixel = np.empty(n_px * n_edges, np.int64)
-    edge = np.empty(n_px * n_edges, np.int64)
+    n_pairs = 0  # counted first: a degenerate polygon's band is the whole window
+    for i in range(n_px):
+        for j in range(n_edges):
+            if c[j] * xp[i] + s[j] * yp[i] - h[j] > -reach:
+                n_pairs += 1
+    pixel = np.empty(n_pairs, np.int64)
+    edge = np.empty(n_pairs, np.int64)
     m = 0
     for i in range(n_px):
         for j in range(n_edges):
             if c[j] * xp[i] + s[j] * yp[i] - h[j] > -reach:
                 pixel[m], edge[m] = i, j
                 m += 1
-    return pixel[:m].copy(), edge[:m].copy()
+    return pixel, edge
 
 
 @njit(cache=True, nogil=True)
@@ -88,7 +97,9 @@ def best_moves(pixel, edge, movable, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_wi
             collects those below -lim, bin n_bins - 1 those above.
     Returns:
         (rotation (K,) int64: the index into R of the first best rotation; h (K,):
-        the new offsets; gain (K,) >= 0: the exact decrease of F per edge).
+        the new offsets; gain (K,) >= 0: the exact decrease of F per edge). Rotation
+        and offset mean a move only where the gain is > 0: elsewhere they are the best
+        of the non-improving ones, and the caller keeps the edge.
     """
     n_edges, n_rot = c.size, c2.shape[0]
     count = np.zeros(n_edges, np.int64)
@@ -225,8 +236,9 @@ def polish_sweep(xp, yp, wp, th, h, colour, radius, rotations, bin_width, n_bins
 def centre_offsets(xp, yp, th, h, radius):
     """Each edge moved to the middle of the gap between the nearest kept and the
     nearest cut band pixel (`gaps`; membership unchanged; no pixel on a side: the
-    edge shifts by at most 0.25 px). Returns (h (K,), the smallest |offset| of a
-    pixel within `radius` px inside an edge, or `radius` if none)."""
+    edge shifts by at most 0.25 px; if a pixel would change side, h is returned
+    unchanged). Returns (h (K,), the smallest |offset| over the (pixel, edge) pairs of
+    `near_pairs(..., radius)`, or `radius` if there are none)."""
     c, s = np.cos(th), np.sin(th)
     pixel, edge = near_pairs(xp, yp, c, s, h, radius)
     a, top, others = edge_state(pixel, edge, xp, yp, c, s, h)

@@ -20,7 +20,8 @@ between the pixel centres it keeps and those it cuts, and eps is a quarter of th
 smallest such margin, so on the pixel centres {G <= 0} is the fitted polygon; -G is s
 inside and falls by s per eps px outside: a hard mask, not a smooth probability map.
 
-The fit, per mask (float64 numpy, no randomness, so a batched call is N single calls):
+The fit, per mask (float64; numpy, OpenCV and the numba loops of `sam_convex.loops`; no
+randomness, so a batched call is N single calls):
   1. Window: the bounding box of {p > 0.5} (exact: every pixel outside it has w >= 0, so
      intersecting a convex set with the box never makes F worse). Below, coordinates
      are window-local pixels with the origin at the window's centre.
@@ -45,10 +46,10 @@ The fit, per mask (float64 numpy, no randomness, so a batched call is N single c
      w per rotation and edge). All edges move at once; if that makes F worse, they move
      in 3 colour classes of angular non-neighbours instead. `sweeps` sweeps.
   5. Margins: edges are centred in their pixel gaps (membership unchanged), see above.
-  6. Pocket (`ConvexProjector`): the result is compared, exactly on the target's own
-     pixels, with the start, the convex hull of {p > 0.5}, the hull of its largest
-     component and the empty set, and the best is returned (`CANDIDATES`): the fit is
-     never worse than any of them.
+  6. Pocket (`pocket`, the end of `fit_window`): the result is compared, exactly on the
+     target's own pixels, with the start, the convex hull of {p > 0.5}, the hull of its
+     largest component and the empty set, and the best is returned (`CANDIDATES`): the
+     fit is never worse than any of them.
 """
 
 from __future__ import annotations
@@ -411,7 +412,16 @@ def polish(xp, yp, wp, th, h, radius: float, rotations: np.ndarray, bin_width: f
     colour[order] = np.arange(th.size) % 3
     n_bins = math.ceil(2 * (radius - 0.5) / bin_width) + 2
     return loops.polish_sweep(
-        xp, yp, wp, th, np.asarray(h, np.float64), colour, float(radius), rotations, bin_width, n_bins
+        xp,
+        yp,
+        wp,
+        np.ascontiguousarray(th, np.float64),
+        np.ascontiguousarray(h, np.float64),
+        colour,
+        float(radius),
+        np.ascontiguousarray(rotations, np.float64),
+        bin_width,
+        n_bins,
     )
 
 
@@ -419,7 +429,9 @@ def centre_edges(xp, yp, th, h, radius: float) -> tuple[np.ndarray, float]:
     """Move each edge to the middle of the gap between the nearest kept and the nearest
     cut band pixel (membership unchanged; `loops.centre_offsets`). Returns (h, smallest
     margin in px)."""
-    h2, margin = loops.centre_offsets(xp, yp, th, np.asarray(h, np.float64), float(radius))
+    h2, margin = loops.centre_offsets(
+        xp, yp, np.ascontiguousarray(th, np.float64), np.ascontiguousarray(h, np.float64), float(radius)
+    )
     return h2, float(margin)
 
 
@@ -579,7 +591,8 @@ def fit_window(
 def fit_target(
     p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int, hull_edges: int = 47
 ) -> PolygonFit:
-    """Fit one (H, W) float32 target (steps 1-5 of the module docstring)."""
+    """Fit one (H, W) float32 target (steps 1-6 of the module docstring): what
+    `ConvexProjector` does per mask before building the ICNN."""
     kind, window = target_window(p)
     if kind != "polygon":
         return PolygonFit(kind, window)

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import reference_loops
 
-from sam_convex import loops
-from sam_convex.polygon import inside, row_sums
+from sam_convex import loops, polygon
+from sam_convex.polygon import block_lattice, inside, row_sums
 
 
 def random_polygon(rng, k=9, radius=20.0):
@@ -104,8 +105,49 @@ def test_gaps_are_the_nearest_kept_and_cut_pixels_per_edge():
     assert np.isfinite(kept).all() and np.isfinite(cut).sum() >= 3
 
 
+def soft_disk(rng, hh=44, ww=52):
+    """A soft disk with a bite and noise: (p (hh, ww), w = 1 - 2p)."""
+    yy, xx = np.mgrid[:hh, :ww]
+    p = 1 / (1 + np.exp(np.hypot(xx - ww / 2 - 1.3, yy - hh / 2 + 0.7) - 14.0))
+    p[: hh // 3, ww // 2 : ww // 2 + 5] *= 0.2
+    p = np.clip(p + rng.normal(0, 0.15, p.shape), 0, 1)
+    return p, 1 - 2 * p
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_polish_sweep_and_centring_are_the_numpy_codes_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    p, w = soft_disk(rng)
+    x, y = pixel_centres(*p.shape)
+    th, h = random_polygon(rng, k=10 + seed, radius=12.0)
+    for scale in (2.0, 1.0, 0.5):
+        rotations = np.asarray(polygon.ROTATIONS) * scale
+        ours = polygon.polish(x, y, w.ravel(), th, h, 3.0, rotations, polygon.BIN_WIDTH)
+        numpy_code = reference_loops.polish(x, y, w.ravel(), th, h, 3.0, rotations, polygon.BIN_WIDTH)
+        assert np.array_equal(ours[0], numpy_code[0]) and np.array_equal(ours[1], numpy_code[1])
+        moved = not np.array_equal(ours[1], h)
+        th, h = ours
+    assert moved or seed  # the sweeps moved the random start
+    ours, numpy_code = polygon.centre_edges(x, y, th, h, 3.0), reference_loops.centre_edges(x, y, th, h, 3.0)
+    assert np.array_equal(ours[0], numpy_code[0]) and ours[1] == numpy_code[1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_cut_search_is_the_numpy_code_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    _, w = soft_disk(rng, 70, 64)
+    lx, ly, lw, block = block_lattice(w, 16)
+    th, h = random_polygon(rng, k=12, radius=30.0)
+    cum = row_sums(w)
+    args = (lx, ly, lw, th, h, 64, 8, float(block), 1e-3, cum)
+    ours, numpy_code = polygon.greedy_cuts(*args), reference_loops.greedy_cuts(*args)
+    assert ours[0].size > th.size  # cuts were added
+    assert np.array_equal(ours[0], numpy_code[0]) and np.array_equal(ours[1], numpy_code[1])
+    assert polygon.polygon_cost(cum, *ours) == pytest.approx(reference_loops.polygon_cost(cum, *numpy_code))
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_a_polish_sweep_never_raises_F_and_centring_keeps_the_pixels(seed):
+def test_a_polish_sweep_lowers_F_and_centring_puts_edges_midway(seed):
     rng = np.random.default_rng(seed)
     th, h = random_polygon(rng, k=10, radius=14.0)
     x, y = pixel_centres(40, 40)
@@ -113,9 +155,45 @@ def test_a_polish_sweep_never_raises_F_and_centring_keeps_the_pixels(seed):
     colour = np.argsort(np.argsort(th)) % 3
     th2, h2 = loops.polish_sweep(x, y, w, th, h, colour, 3.0, np.array([-0.03, 0.0, 0.03]), 0.05, 102)
     before, after = w[inside(x, y, th, h)].sum(), w[inside(x, y, th2, h2)].sum()
-    assert after <= before
     assert after < before - 1.0  # a random start is far from the disk: the sweep moves
     h3, margin = loops.centre_offsets(x, y, th2, h2, 3.0)
+    assert not np.array_equal(h3, h2)
     assert np.array_equal(inside(x, y, th2, h3), inside(x, y, th2, h2))
-    offsets = np.cos(th2)[:, None] * x + np.sin(th2)[:, None] * y - h3[:, None]
+    before = np.cos(th2)[:, None] * x + np.sin(th2)[:, None] * y - h2[:, None]  # (K, P)
+    members = inside(x, y, th2, h2)
+    checked = 0
+    for j in range(th2.size):
+        # The pixels only edge j decides: it moves to the middle of their gap.
+        alone = np.delete(before, j, axis=0).max(0) <= 0
+        kept, cut = before[j][alone & members], before[j][alone & ~members]
+        if kept.size and cut.size and kept.max() > -3:
+            assert h3[j] - h2[j] == pytest.approx((kept.max() + cut.min()) / 2, abs=1e-12)
+            checked += 1
+    assert checked >= 3
+    offsets = before - (h3 - h2)[:, None]
     assert margin == pytest.approx(np.abs(offsets).min()) and margin > 0  # the nearest pixel to any edge
+
+
+def test_when_all_edges_at_once_make_F_worse_the_colour_classes_move():
+    """A square whose four outer strips each pay to take in, but whose corners cost far
+    more: each edge alone gains, all four at once take in the corners too."""
+    x, y = pixel_centres(20, 20)
+    w = np.ones(x.size)
+    w[(np.abs(x) < 5) & (np.abs(y) < 5)] = -1.0
+    strip = ((np.abs(x) == 5.5) & (np.abs(y) < 5)) | ((np.abs(y) == 5.5) & (np.abs(x) < 5))
+    w[strip] = -1.0
+    w[(np.abs(x) == 5.5) & (np.abs(y) == 5.5)] = 100.0
+    th, h = np.array([0.0, np.pi / 2, np.pi, 3 * np.pi / 2]), np.full(4, 5.2)
+    c, s = np.cos(th), np.sin(th)
+    pixel, edge = loops.near_pairs(x, y, c, s, h, 3.5)
+    a, _, others = loops.edge_state(pixel, edge, x, y, c, s, h)
+    movable = (others <= 0) & (np.abs(a) < 3.0)
+    _, alone, gain = loops.best_moves(pixel, edge, movable, a, x, y, w, c, s, h, c[None], s[None], 2.5, 0.05, 102)
+    before = w[inside(x, y, th, h)].sum()
+    assert (gain > 0).all()
+    assert w[inside(x, y, th, alone)].sum() > before  # all four at once: worse
+    args = (x, y, w, th, h, 3.0, np.array([0.0]), 0.05)
+    ours, numpy_code = polygon.polish(*args), reference_loops.polish(*args)
+    assert np.array_equal(ours[0], numpy_code[0]) and np.array_equal(ours[1], numpy_code[1])
+    assert w[inside(x, y, *ours)].sum() < before - 9  # one class at a time: at least a strip
+    assert 0 < (ours[1] > h).sum() < 4
