@@ -9,13 +9,18 @@ Processes, not threads: the fit is many small numpy operations, most of its time
 Python holding the GIL. The workers come from a fork server where there is one (a clean
 process started once; forking the caller itself deadlocked: it holds the locks of torch's,
 OpenCV's and the executor's threads), else they are spawned. As with any process pool,
-a script that uses workers > 1 needs the `if __name__ == "__main__":` guard.
+a script that uses workers > 1 needs the `if __name__ == "__main__":` guard. A caller
+killed outright takes its pool with it (each worker watches the caller's pid).
 """
 
 from __future__ import annotations
 
 import atexit
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,13 +29,33 @@ from typing import Any
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
-def _init_worker() -> None:
-    """One thread per worker process: the workers are the parallelism."""
+def _init_worker(caller: int) -> None:
+    """One thread per worker process (the workers are the parallelism), and a watch on
+    the calling process (`_exit_without`)."""
     import cv2
     from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
     threadpool_limits(limits=1)
+    threading.Thread(target=_exit_without, args=(caller,), daemon=True).start()
+
+
+def _exit_without(caller: int, period_s: float = 1.0) -> None:
+    """End this worker, and the fork server that made it, once the calling process is
+    gone. A caller killed outright (SIGKILL, a crash) runs no exit handler, and its pool
+    stayed behind: the fork server and each worker, about 0.5-0.8 GB each here."""
+    while True:
+        time.sleep(period_s)
+        try:
+            os.kill(caller, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:  # the pid now belongs to another user's process
+            break
+    parent = os.getppid()
+    if parent not in (caller, 1):  # the fork server
+        os.kill(parent, signal.SIGTERM)
+    os._exit(1)
 
 
 def pool(workers: int) -> ProcessPoolExecutor:
@@ -42,7 +67,7 @@ def pool(workers: int) -> ProcessPoolExecutor:
             context.set_forkserver_preload(["sam_convex.polygon"])
         else:
             context = multiprocessing.get_context("spawn")
-        _POOLS[workers] = ProcessPoolExecutor(workers, context, _init_worker)
+        _POOLS[workers] = ProcessPoolExecutor(workers, context, _init_worker, (os.getpid(),))
     return _POOLS[workers]
 
 
