@@ -68,6 +68,19 @@ def test_pairs_and_state_match_the_dense_offsets():
         assert others[m] == pytest.approx(rest.max()) or (others[m] == -np.inf and np.isneginf(rest).all())
 
 
+def offset_moves(x, y, w, th, h, radius=3.0):
+    """`loops.best_moves` without rotations, every movable pair: (new h (K,), gain (K,))."""
+    c, s = np.cos(th), np.sin(th)
+    pixel, edge = loops.near_pairs(x, y, c, s, h, radius + 0.5)
+    a, _, others = loops.edge_state(pixel, edge, x, y, c, s, h)
+    movable = (others <= 0) & (np.abs(a) < radius)
+    n_bins = int(np.ceil(2 * (radius - 0.5) / 0.05)) + 2
+    _, new_h, gain = loops.best_moves(
+        pixel, edge, movable, a, x, y, w, c, s, h, c[None], s[None], radius - 0.5, 0.05, n_bins
+    )
+    return new_h, gain
+
+
 def test_best_moves_gain_is_the_exact_decrease_of_F_for_one_edge():
     """Moving one edge as proposed, the others fixed, lowers F on the pixels by exactly
     the gain (no rotation here, so the move is a pure offset)."""
@@ -75,11 +88,7 @@ def test_best_moves_gain_is_the_exact_decrease_of_F_for_one_edge():
     th, h = random_polygon(rng, k=8, radius=15.0)
     x, y = pixel_centres(48, 48)
     w = rng.normal(size=x.size)
-    c, s = np.cos(th), np.sin(th)
-    pixel, edge = loops.near_pairs(x, y, c, s, h, 3.5)
-    a, _, others = loops.edge_state(pixel, edge, x, y, c, s, h)
-    movable = (others <= 0) & (np.abs(a) < 3.0)
-    _, new_h, gain = loops.best_moves(pixel, edge, movable, a, x, y, w, c, s, h, c[None], s[None], 2.5, 0.05, 102)
+    new_h, gain = offset_moves(x, y, w, th, h)
     before = w[inside(x, y, th, h)].sum()
     moved = [j for j in range(th.size) if gain[j] > 1e-9]
     assert moved
@@ -184,11 +193,7 @@ def test_when_all_edges_at_once_make_F_worse_the_colour_classes_move():
     w[strip] = -1.0
     w[(np.abs(x) == 5.5) & (np.abs(y) == 5.5)] = 100.0
     th, h = np.array([0.0, np.pi / 2, np.pi, 3 * np.pi / 2]), np.full(4, 5.2)
-    c, s = np.cos(th), np.sin(th)
-    pixel, edge = loops.near_pairs(x, y, c, s, h, 3.5)
-    a, _, others = loops.edge_state(pixel, edge, x, y, c, s, h)
-    movable = (others <= 0) & (np.abs(a) < 3.0)
-    _, alone, gain = loops.best_moves(pixel, edge, movable, a, x, y, w, c, s, h, c[None], s[None], 2.5, 0.05, 102)
+    alone, gain = offset_moves(x, y, w, th, h)
     before = w[inside(x, y, th, h)].sum()
     assert (gain > 0).all()
     assert w[inside(x, y, th, alone)].sum() > before  # all four at once: worse
