@@ -77,8 +77,8 @@ class TrainConfig:
 
     steps: int = 200
     lr: float = 0.01
-    lam: float = 0.3  # weight of dist(p, S) in the joint loss (chosen on the dev split, see tune)
-    warmup: int = 50  # BCE-only steps before the regulariser joins (joint mode)
+    lam: float = 1.0  # weight of dist(p, S) in the joint loss (chosen on the dev split, see tune)
+    warmup: int = 100  # BCE-only steps before the regulariser joins (joint mode; chosen on the dev split)
     reg_lr: float = 0.02  # Adam lr of the regulariser's ICNN
     reg_grid: int | None = 64  # regulariser lattice (see ConvexityRegularizer)
     reg_width: int = 32
