@@ -380,3 +380,102 @@ def greedy_cuts(proj, top, wi, c, s, h, cut_c, cut_s, cum, max_cuts, bin_width, 
                     removed[m, idx[m, i]] += wi[i]
         hist -= removed
     return chosen[:n_cuts].copy(), offsets[:n_cuts].copy()
+
+
+@njit(cache=True, nogil=True)
+def numpy_sum(values, start, n):
+    """The sum of values[start:start + n] in numpy's order (`np.sum` of a contiguous
+    float64 array: pairwise, blocks of 128 split in halves, 8 running sums within a
+    block), so that a compiled pass gives numpy's sum bit for bit."""
+    if n < 8:
+        total = 0.0
+        for i in range(n):
+            total += values[start + i]
+        return total
+    if n <= 128:
+        r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+        r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+        i = 8
+        while i < n - n % 8:
+            r0 += values[start + i]
+            r1 += values[start + i + 1]
+            r2 += values[start + i + 2]
+            r3 += values[start + i + 3]
+            r4 += values[start + i + 4]
+            r5 += values[start + i + 5]
+            r6 += values[start + i + 6]
+            r7 += values[start + i + 7]
+            i += 8
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            total += values[start + i]
+            i += 1
+        return total
+    half = n // 2
+    half -= half % 8
+    return numpy_sum(values, start, half) + numpy_sum(values, start + half, n - half)
+
+
+@njit(cache=True, nogil=True)
+def window_pass(crop, block):
+    """Everything the fit reads from an (hh, ww) float32 window crop, w = 1 - 2p in
+    float64. The row sums and block sums add in the order numpy's array code did
+    (`np.cumsum` along rows; block sums down each block's columns, then `np.sum` across
+    them), so they equal it bit for bit; the sum over fg is a plain running sum per
+    column parity (numpy summed it pairwise).
+
+    Returns:
+        fg: (hh, ww) uint8, p > 0.5; cum: (hh, ww + 1) row sums of w with a leading 0
+        column; sums: (hb * wb,) the sum of w over each block x block block (row-major;
+        blocks past the crop's edge count zeros); f_fg: the sum of w over fg.
+    """
+    hh, ww = crop.shape
+    hb, wb = -(-hh // block), -(-ww // block)
+    fg = np.empty((hh, ww), np.uint8)
+    cum = np.empty((hh, ww + 1))
+    columns = np.zeros((hb, wb * block))  # per block row, each column's sum over its rows
+    f_fg = 0.0
+    # Separate loops, each simple enough to run at full speed: the row sums are chains
+    # of dependent adds, so four rows go side by side.
+    row = 0
+    while row + 4 <= hh:
+        r0 = r1 = r2 = r3 = 0.0
+        cum[row, 0] = cum[row + 1, 0] = cum[row + 2, 0] = cum[row + 3, 0] = 0.0
+        for col in range(ww):
+            r0 += 1.0 - 2.0 * np.float64(crop[row, col])
+            cum[row, col + 1] = r0
+            r1 += 1.0 - 2.0 * np.float64(crop[row + 1, col])
+            cum[row + 1, col + 1] = r1
+            r2 += 1.0 - 2.0 * np.float64(crop[row + 2, col])
+            cum[row + 2, col + 1] = r2
+            r3 += 1.0 - 2.0 * np.float64(crop[row + 3, col])
+            cum[row + 3, col + 1] = r3
+        row += 4
+    for last in range(row, hh):
+        run = 0.0
+        cum[last, 0] = 0.0
+        for col in range(ww):
+            run += 1.0 - 2.0 * np.float64(crop[last, col])
+            cum[last, col + 1] = run
+    for row in range(hh):
+        band = columns[row // block]
+        for col in range(ww):
+            band[col] += 1.0 - 2.0 * np.float64(crop[row, col])
+    for row in range(hh):
+        for col in range(ww):
+            fg[row, col] = crop[row, col] > 0.5
+    for row in range(hh):  # f_fg: the fg runs of each row, read off the row sums
+        col = 0
+        while col < ww:
+            if fg[row, col]:
+                first = col
+                while col < ww and fg[row, col]:
+                    col += 1
+                f_fg += cum[row, col] - cum[row, first]
+            else:
+                col += 1
+    sums = np.empty(hb * wb)
+    for b in range(hb):
+        for k in range(wb):
+            sums[b * wb + k] = 0.0 + numpy_sum(columns[b], k * block, block)
+    return fg, cum, sums, f_fg

@@ -209,7 +209,7 @@ def start_polygon(parts: list[np.ndarray], edges: int, grow: float, cum: np.ndar
     more than `max_parts` components, the hull of all of them is tried last.
 
     Args:
-        cum: `row_sums` of the crop's weights, on which F is measured exactly.
+        cum: the crop's row sums of w (`WindowSums.cum`), on which F is measured exactly.
     Returns:
         (th (K,), h (K,), centre (2,)) float64, centre a point inside (the mean contour
         point of the chosen components).
@@ -330,29 +330,33 @@ def band(hh: int, ww: int, th: np.ndarray, h: np.ndarray, dist: float, centre=No
     return found[:, 1] * ww + found[:, 0], v.mean(0)
 
 
-def block_lattice(w: np.ndarray, grid: int):
-    """Block sums of an (h, w) weight crop on a lattice of at most grid blocks per side.
+@dataclass
+class WindowSums:
+    """What the fit reads from a window crop (`window_sums`): fg (hh, ww) bool, p > 0.5;
+    cum (hh, ww + 1) float64, the row sums of w with a leading 0 column (the sum over
+    columns a..b of row r is cum[r, b + 1] - cum[r, a]); lattice (x, y, sums, block),
+    the block centres (mean pixel centre, crop-local px), the sum of w over each block
+    and the block size in px; f_fg, the sum of w over fg (the lowest F of any set)."""
 
-    Returns (x, y, sums, f): block centres (mean pixel centre, crop-local px), the sum of
-    w over each block (float64) and the block size f in px.
-    """
-    hh, ww = w.shape
+    fg: np.ndarray
+    cum: np.ndarray
+    lattice: tuple
+    f_fg: float
+
+
+def window_sums(crop: np.ndarray, grid: int) -> WindowSums:
+    """`WindowSums` of an (hh, ww) float32 crop, its lattice at most `grid` blocks per
+    side, in one compiled pass (`loops.window_pass`; w as `pixel_weights` defines it)."""
+    hh, ww = crop.shape
     f = max(1, -(-max(hh, ww) // grid))
-    if f == 1:
-        yy, xx = np.mgrid[:hh, :ww]
-        return xx.ravel() + 0.5 - ww / 2, yy.ravel() + 0.5 - hh / 2, w.ravel().astype(np.float64), 1
+    fg, cum, sums, f_fg = loops.window_pass(np.ascontiguousarray(crop, np.float32), f)
     hb, wb = -(-hh // f), -(-ww // f)
-    pad = np.zeros((hb * f, wb * f))
-    pad[:hh, :ww] = w
-    # Rows first (contiguous, vectorised), then columns: ~6x faster than sum((1, 3)) on a
-    # photo-size window; the block sums differ from that order in the last bits only.
-    sums = pad.reshape(hb, f, wb * f).sum(1).reshape(hb, wb, f).sum(2)
     rows_per_block = np.minimum(np.arange(hb) * f + f, hh) - np.arange(hb) * f
     cols_per_block = np.minimum(np.arange(wb) * f + f, ww) - np.arange(wb) * f
     cy = np.arange(hb) * f + rows_per_block / 2 - hh / 2
     cx = np.arange(wb) * f + cols_per_block / 2 - ww / 2
     yy, xx = np.meshgrid(cy, cx, indexing="ij")
-    return xx.ravel(), yy.ravel(), sums.ravel(), f
+    return WindowSums(fg.view(bool), cum, (xx.ravel(), yy.ravel(), sums, f), float(f_fg))
 
 
 def spans(th: np.ndarray, h: np.ndarray, hh: int, ww: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -362,18 +366,10 @@ def spans(th: np.ndarray, h: np.ndarray, hh: int, ww: int, shift: float = 0.0) -
     return loops.spans(np.cos(th), np.sin(th), np.asarray(h, np.float64), hh, ww, float(shift))
 
 
-def row_sums(w: np.ndarray) -> np.ndarray:
-    """(hh, ww + 1) float64 cumulative sums of an (hh, ww) weight crop along its rows,
-    with a leading 0 column: the sum over columns a..b of row r is c[r, b + 1] - c[r, a]."""
-    out = np.zeros((w.shape[0], w.shape[1] + 1))
-    np.cumsum(w, axis=1, out=out[:, 1:])
-    return out
-
-
 def polygon_cost(cum: np.ndarray, th: np.ndarray, h: np.ndarray) -> float:
     """F = the sum of w over the pixel centres inside the polygon, exactly, in
     O(rows x edges): per row, the polygon's span read off the row sums `cum`
-    (`row_sums` of the (hh, ww) crop). Block sums would misprice a thin shape: a block
+    (`WindowSums.cum` of the (hh, ww) crop). Block sums would misprice a thin shape: a block
     that straddles a 2-px line counts its background as if it were inside."""
     return float(loops.span_cost(cum, np.cos(th), np.sin(th), np.asarray(h, np.float64)))
 
@@ -483,33 +479,24 @@ def open_disk(fg: np.ndarray, radius: int) -> np.ndarray:
     return cv2.distanceTransform((~eroded).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= radius
 
 
-def best_start(
-    fg: np.ndarray,
-    w: np.ndarray,
-    lattice: tuple,
-    edges: int,
-    max_cuts: int,
-    cum: np.ndarray | None = None,
-    parts: list[np.ndarray] | None = None,
-):
+def best_start(sums: WindowSums, edges: int, max_cuts: int, parts: list[np.ndarray] | None = None):
     """The cut start polygon (`cut_start`) with the lowest exact F, from {p > 0.5}
     itself and, when that one captures less than OPEN_BELOW of the mass F(fg) that any
     set could, from {p > 0.5} opened by disks of OPEN_RADII x sqrt(area): the opening
     cuts thin bridges (an occluder or a background streak the segmenter glued to the
     object), whose hull would otherwise cover mostly background, beyond what greedy cuts
-    can carve away. `cum`, `parts`: `row_sums(w)` and `outer_contours(fg)` (computed if
-    None). Returns (th, h, start)."""
-    cum = row_sums(w) if cum is None else cum
+    can carve away. `sums`: the crop's `window_sums`; `parts`: `outer_contours(sums.fg)`
+    (computed if None). Returns (th, h, start)."""
+    fg, cum = sums.fg, sums.cum
     parts = outer_contours(fg) if parts is None else parts
-    best = cut_start(parts, lattice, cum, edges, max_cuts)
-    f_fg = float(w[fg].sum())  # the lowest F of any set (< 0)
-    if best[0] <= OPEN_BELOW * f_fg:
+    best = cut_start(parts, sums.lattice, cum, edges, max_cuts)
+    if best[0] <= OPEN_BELOW * sums.f_fg:
         return best[1:]
-    disk_sizes = sorted({max(1, round(r * np.sqrt(fg.sum()))) for r in OPEN_RADII})
+    disk_sizes = sorted({max(1, round(r * np.sqrt(np.count_nonzero(fg)))) for r in OPEN_RADII})
     for size in disk_sizes:
         opened = open_disk(fg, size)
         if opened.any():
-            found = cut_start(outer_contours(opened), lattice, cum, edges, max_cuts)
+            found = cut_start(outer_contours(opened), sums.lattice, cum, edges, max_cuts)
             best = min(best, found, key=lambda found: found[0])
     return best[1:]
 
@@ -565,26 +552,25 @@ def fit_window(
         centre), the pocket's candidates {name: (th, h)}, in crop-local px, and the
         pocket's choice: an index in `CANDIDATES`): `PolygonFit`'s fields.
     """
-    crop_fg = crop > 0.5
-    w = pixel_weights(crop)
-    hh, ww = w.shape
-    lattice = block_lattice(w, CUT_GRID)
-    cum, parts = row_sums(w), outer_contours(crop_fg)
-    th, h, start = best_start(crop_fg, w, lattice, edges, max_cuts, cum, parts)
+    crop = np.ascontiguousarray(crop, np.float32)
+    hh, ww = crop.shape
+    sums = window_sums(crop, CUT_GRID)
+    parts = outer_contours(sums.fg)
+    th, h, start = best_start(sums, edges, max_cuts, parts)
     centre = start[2]
-    wflat = w.ravel()
+    flat = crop.ravel()
     for k in range(max(1, sweeps)):
         idx, centre = band(hh, ww, th, h, radius + 0.5, centre)
         xp, yp = (idx % ww) + 0.5 - ww / 2, (idx // ww) + 0.5 - hh / 2
         rotations = np.asarray(ROTATIONS) * ROTATION_SCALES[min(k, len(ROTATION_SCALES) - 1)]
-        th2, h2 = polish(xp, yp, wflat[idx], th, h, radius, rotations, BIN_WIDTH)
+        th2, h2 = polish(xp, yp, pixel_weights(flat[idx]), th, h, radius, rotations, BIN_WIDTH)
         moved = not (np.array_equal(th2, th) and np.array_equal(h2, h))
         th, h = th2, h2
         if not moved:
             break
     # The last sweep's band holds every pixel next to an edge.
     candidates = {"start": start[:2], **hull_candidates(parts, hull_edges)}
-    polygon, choice = pocket(centred(xp, yp, th, h, radius), candidates, cum, radius)
+    polygon, choice = pocket(centred(xp, yp, th, h, radius), candidates, sums.cum, radius)
     return polygon, start, candidates, choice
 
 

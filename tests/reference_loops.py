@@ -1,6 +1,6 @@
 """The fit's inner loops as numpy array code: the implementation `sam_convex.loops`
-replaced (sam_convex/polygon.py at 18761f2), kept as the oracle its tests compare
-against bit for bit."""
+replaced (sam_convex/polygon.py at 18761f2; `row_sums` and `block_lattice` at 27ac1a8),
+kept as the oracle its tests compare against bit for bit."""
 
 import math
 
@@ -201,3 +201,34 @@ def centre_edges(xp, yp, th, h, radius: float) -> tuple[np.ndarray, float]:
         h2, a2 = h, a  # a pixel cut by two edges at once changed side: keep the edges
     margin = float(np.abs(a2).min()) if a2.size else radius
     return h2, margin
+
+
+def row_sums(w: np.ndarray) -> np.ndarray:
+    """(hh, ww + 1) float64 cumulative sums of an (hh, ww) weight crop along its rows,
+    with a leading 0 column: the sum over columns a..b of row r is c[r, b + 1] - c[r, a]."""
+    out = np.zeros((w.shape[0], w.shape[1] + 1))
+    np.cumsum(w, axis=1, out=out[:, 1:])
+    return out
+
+
+def block_lattice(w: np.ndarray, grid: int):
+    """Block sums of an (h, w) weight crop on a lattice of at most grid blocks per side.
+
+    Returns (x, y, sums, f): block centres (mean pixel centre, crop-local px), the sum of
+    w over each block (float64) and the block size f in px.
+    """
+    hh, ww = w.shape
+    f = max(1, -(-max(hh, ww) // grid))
+    if f == 1:
+        yy, xx = np.mgrid[:hh, :ww]
+        return xx.ravel() + 0.5 - ww / 2, yy.ravel() + 0.5 - hh / 2, w.ravel().astype(np.float64), 1
+    hb, wb = -(-hh // f), -(-ww // f)
+    pad = np.zeros((hb * f, wb * f))
+    pad[:hh, :ww] = w
+    sums = pad.reshape(hb, f, wb * f).sum(1).reshape(hb, wb, f).sum(2)
+    rows_per_block = np.minimum(np.arange(hb) * f + f, hh) - np.arange(hb) * f
+    cols_per_block = np.minimum(np.arange(wb) * f + f, ww) - np.arange(wb) * f
+    cy = np.arange(hb) * f + rows_per_block / 2 - hh / 2
+    cx = np.arange(wb) * f + cols_per_block / 2 - ww / 2
+    yy, xx = np.meshgrid(cy, cx, indexing="ij")
+    return xx.ravel(), yy.ravel(), sums.ravel(), f

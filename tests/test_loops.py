@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import reference_loops
+from reference_loops import block_lattice, row_sums
 
 from sam_convex import loops, polygon
-from sam_convex.polygon import block_lattice, inside, row_sums
+from sam_convex.polygon import inside
 
 
 def random_polygon(rng, k=9, radius=20.0):
@@ -202,3 +203,25 @@ def test_when_all_edges_at_once_make_F_worse_the_colour_classes_move():
     assert np.array_equal(ours[0], numpy_code[0]) and np.array_equal(ours[1], numpy_code[1])
     assert w[inside(x, y, *ours)].sum() < before - 9  # one class at a time: at least a strip
     assert 0 < (ours[1] > h).sum() < 4
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 70), (64, 64), (65, 129), (200, 7), (301, 280)])
+def test_the_window_pass_is_the_numpy_code_bit_for_bit(shape):
+    rng = np.random.default_rng(shape[0])
+    crop = np.clip(rng.normal(0.5, 0.4, shape), 0, 1).astype(np.float32)
+    sums = polygon.window_sums(crop, 64)
+    w = polygon.pixel_weights(crop)
+    lx, ly, lw, block = block_lattice(w, 64)
+    assert np.array_equal(sums.fg, crop > 0.5)
+    assert np.array_equal(sums.cum, row_sums(w))
+    assert sums.lattice[3] == block
+    for ours, numpy_code in zip(sums.lattice[:3], (lx, ly, lw)):
+        assert np.array_equal(ours, numpy_code)
+    assert sums.f_fg == pytest.approx(w[crop > 0.5].sum(), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 127, 128, 129, 255, 1000, 4097])
+def test_numpy_sum_adds_in_numpy_order(n):
+    rng = np.random.default_rng(n)
+    values = rng.standard_normal(n + 3) * 10.0 ** rng.uniform(-6, 6, n + 3)  # rounding shows the order
+    assert loops.numpy_sum(values, 3, n) == np.sum(values[3:])

@@ -9,7 +9,7 @@ from skimage.morphology import convex_hull_image
 
 from sam_convex import ConvexProjector, GradientProjector
 from sam_convex.measures import hull_gap, iou
-from sam_convex.polygon import OPEN_EXACT_RADIUS, best_start, block_lattice, open_disk, pixel_weights
+from sam_convex.polygon import OPEN_EXACT_RADIUS, best_start, open_disk, window_sums
 from sam_convex.rendering import render_logits
 from sam_convex.synthetic import THIN_SHAPES as SHAPES
 from sam_convex.synthetic import damaged_objects, disk, ellipse, line_mask, polygon, rectangle_mask, rotated_rectangle
@@ -201,8 +201,7 @@ def test_never_worse_than_the_start_or_the_empty_set(damaged):
         assert loss <= (p**2).mean() + 1e-7  # the empty set
         rows, cols = np.nonzero(p > 0.5)
         r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        w = pixel_weights(p[r0:r1, c0:c1])
-        _, _, (th, h, _) = best_start(p[r0:r1, c0:c1] > 0.5, w, block_lattice(w, 64), 24, 8)
+        _, _, (th, h, _) = best_start(window_sums(p[r0:r1, c0:c1], 64), 24, 8)
         yy, xx = np.mgrid[: r1 - r0, : c1 - c0]
         x, y = xx + 0.5 - (c1 - c0) / 2, yy + 0.5 - (r1 - r0) / 2
         hull = np.zeros_like(p, bool)
