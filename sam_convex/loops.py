@@ -27,7 +27,37 @@ def near_pairs(xp, yp, c, s, h, reach):
     pixel than `reach` cannot change its membership in one move), pixel by pixel:
     (pixel (M,) int64, edge (M,) int64)."""
     n_px, n_edges = xp.size, c.size
-    n_pairs = 0  # counted first: a degenerate polygon's band is the whole window
+    if n_edges > 64:
+        return _near_pairs_counted(xp, yp, c, s, h, reach)
+    # One pass over the offsets: each pixel's near edges as the bits of one word.
+    bits = np.zeros(n_px, np.uint64)
+    n_pairs = 0
+    for j in range(n_edges):  # edge by edge: the pixel loop vectorises
+        cj, sj, hj, bit = c[j], s[j], h[j], np.uint64(1) << np.uint64(j)
+        for i in range(n_px):
+            near = cj * xp[i] + sj * yp[i] - hj > -reach
+            bits[i] |= bit if near else np.uint64(0)
+            n_pairs += near
+    pixel = np.empty(n_pairs, np.int64)
+    edge = np.empty(n_pairs, np.int64)
+    m = 0
+    for i in range(n_px):
+        word, j = bits[i], 0
+        while word:
+            if word & np.uint64(1):
+                pixel[m], edge[m] = i, j
+                m += 1
+            word >>= np.uint64(1)
+            j += 1
+    return pixel, edge
+
+
+@njit(cache=True, nogil=True)
+def _near_pairs_counted(xp, yp, c, s, h, reach):
+    """`near_pairs` for more than 64 edges: counted first, then filled (a degenerate
+    polygon's band is the whole window)."""
+    n_px, n_edges = xp.size, c.size
+    n_pairs = 0
     for i in range(n_px):
         for j in range(n_edges):
             if c[j] * xp[i] + s[j] * yp[i] - h[j] > -reach:
