@@ -19,6 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import intrinsic
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c rounded once (LLVM's fma), in a's float type. numba has no fused
+    multiply-add of its own; the BLAS matrix products the array code used compute
+    n . x as fma(y, n_y, x * n_x), so the loops that replace them use this."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
 
 
 @njit(cache=True, nogil=True)
@@ -349,19 +362,47 @@ def span_difference(outer_lo, outer_hi, inner_lo, inner_hi):
 
 
 @njit(cache=True, nogil=True)
-def greedy_cuts(proj, top, wi, c, s, h, cut_c, cut_s, cum, max_cuts, bin_width, min_gain):
+def support(x, y, nx, ny):
+    """The support values max_i n_j . (x_i, y_i) of P points in K directions: (K,),
+    each product computed as fma(y, n_y, x * n_x) (as the BLAS product the array code
+    used computed it, so the maxima are the same to the last bit)."""
+    out = np.full(nx.size, -np.inf)
+    for i in range(x.size):
+        for j in range(nx.size):
+            out[j] = max(out[j], fma(y[i], ny[j], x[i] * nx[j]))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def greedy_cuts(x, y, w, c, s, h, cut_nx, cut_ny, cut_c, cut_s, cum, max_cuts, bin_width, min_gain):
     """The cut search: on lattice points inside the polygon, the best half-plane cut
     over M directions is proposed from a histogram of w over (direction, offset bin)
     and kept while it lowers the exact F (`span_cost` on `cum`) by more than min_gain.
 
     Args:
-        proj: (M, L) float32 offsets of the L points along each cut direction; top:
-            (M,) float32, their largest; wi: (L,) the points' weights.
-        c, s, h: (K,) the polygon; cut_c, cut_s: (M,) the cut directions.
+        x, y, w: (L,) lattice points and their weights.
+        c, s, h: (K,) the polygon; cut_c, cut_s: (M,) the cut directions, cut_nx,
+            cut_ny: the same in float32, in which the points are projected (as
+            fma(y, n_y, x * n_x): the float32 BLAS product the array code used).
     Returns:
         (directions (C,) int64, offsets (C,)): the cuts added, in order.
     """
-    n_dir, n_pts = proj.shape
+    keep = np.empty(x.size, np.bool_)
+    for i in range(x.size):
+        top_offset = -np.inf
+        for j in range(c.size):
+            top_offset = max(top_offset, c[j] * x[i] + s[j] * y[i] - h[j])
+        keep[i] = top_offset <= 0
+    xi, yi, wi = x[keep].astype(np.float32), y[keep].astype(np.float32), w[keep]
+    n_dir, n_pts = cut_nx.size, xi.size
+    if n_pts == 0 or max_cuts <= 0:
+        return np.empty(0, np.int64), np.empty(0)
+    proj = np.empty((n_dir, n_pts), np.float32)
+    top = np.full(n_dir, -np.inf, np.float32)
+    for m in range(n_dir):
+        for i in range(n_pts):
+            proj[m, i] = fma(yi[i], cut_ny[m], xi[i] * cut_nx[m])
+            top[m] = max(top[m], proj[m, i])
     scale = np.float32(1.0 / bin_width)
     idx = np.empty((n_dir, n_pts), np.int64)
     n_bins = 0

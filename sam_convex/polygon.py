@@ -172,7 +172,7 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
         np.arange(angles.size) < own.size, HULL_GROW, grow * (np.abs(normals[:, 0]) + np.abs(normals[:, 1]))
     )
     order = np.argsort(angles, kind="stable")
-    return angles[order], ((pts @ normals.T).max(0) + margin)[order]
+    return angles[order], (loops.support(pts[:, 0].copy(), pts[:, 1].copy(), normals[:, 0].copy(), normals[:, 1].copy()) + margin)[order]
 
 
 def outer_contours(fg: np.ndarray) -> list[np.ndarray]:
@@ -383,16 +383,11 @@ def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, mi
     more than `min_gain`. The lattice only proposes: on a thin shape its blocks mix the
     object with background, and a cut that looks good there can cut the object in two.
     Returns the new (th, h)."""
-    keep = inside(x, y, th, h)
-    xi, yi, wi = x[keep], y[keep], w[keep]
-    if xi.size == 0 or max_cuts <= 0:
-        return th, h
     ang = 2 * np.pi * (np.arange(angles) + 0.5) / angles
     # float32 is enough here: the cut offsets live on bins of >= 1 px.
-    normals = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
-    proj = normals @ np.stack([xi, yi]).astype(np.float32)  # (M, P)
+    nx, ny = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
     chosen, offsets = loops.greedy_cuts(
-        proj, proj.max(1), wi, np.cos(th), np.sin(th), h, np.cos(ang), np.sin(ang), cum, max_cuts, bin_width, min_gain
+        x, y, w, np.cos(th), np.sin(th), h, nx, ny, np.cos(ang), np.sin(ang), cum, max_cuts, bin_width, min_gain
     )
     return np.append(th, ang[chosen]), np.append(h, offsets)
 
