@@ -387,22 +387,22 @@ def greedy_cuts(x, y, w, c, s, h, cut_nx, cut_ny, cut_c, cut_s, cum, max_cuts, b
     Returns:
         (directions (C,) int64, offsets (C,)): the cuts added, in order.
     """
-    keep = np.empty(x.size, np.bool_)
-    for i in range(x.size):
-        top_offset = -np.inf
-        for j in range(c.size):
-            top_offset = max(top_offset, c[j] * x[i] + s[j] * y[i] - h[j])
-        keep[i] = top_offset <= 0
+    keep = np.ones(x.size, np.bool_)
+    for j in range(c.size):  # edge by edge: the point loop vectorises
+        for i in range(x.size):
+            keep[i] &= c[j] * x[i] + s[j] * y[i] - h[j] <= 0
     xi, yi, wi = x[keep].astype(np.float32), y[keep].astype(np.float32), w[keep]
     n_dir, n_pts = cut_nx.size, xi.size
     if n_pts == 0 or max_cuts <= 0:
         return np.empty(0, np.int64), np.empty(0)
     proj = np.empty((n_dir, n_pts), np.float32)
-    top = np.full(n_dir, -np.inf, np.float32)
+    top = np.empty(n_dir, np.float32)
     for m in range(n_dir):
+        nx, ny, most = cut_nx[m], cut_ny[m], -np.float32(np.inf)
         for i in range(n_pts):
-            proj[m, i] = fma(yi[i], cut_ny[m], xi[i] * cut_nx[m])
-            top[m] = max(top[m], proj[m, i])
+            proj[m, i] = fma(yi[i], ny, xi[i] * nx)
+            most = max(most, proj[m, i])
+        top[m] = most
     scale = np.float32(1.0 / bin_width)
     idx = np.empty((n_dir, n_pts), np.int64)
     n_bins = 0
