@@ -454,37 +454,66 @@ def greedy_cuts(x, y, w, c, s, h, cut_nx, cut_ny, cut_c, cut_s, cum, max_cuts, b
 
 
 @njit(cache=True, nogil=True)
-def numpy_sum(values, start, n):
-    """The sum of values[start:start + n] in numpy's order (`np.sum` of a contiguous
-    float64 array: pairwise, blocks of 128 split in halves, 8 running sums within a
-    block), so that a compiled pass gives numpy's sum bit for bit."""
+def _numpy_block_sum(values, start, n):
+    """numpy's sum of at most 128 contiguous float64 values: 8 running sums, then the rest."""
     if n < 8:
         total = 0.0
         for i in range(n):
             total += values[start + i]
         return total
+    r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += values[start + i]
+        r1 += values[start + i + 1]
+        r2 += values[start + i + 2]
+        r3 += values[start + i + 3]
+        r4 += values[start + i + 4]
+        r5 += values[start + i + 5]
+        r6 += values[start + i + 6]
+        r7 += values[start + i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += values[start + i]
+        i += 1
+    return total
+
+
+@njit(cache=True, nogil=True)
+def numpy_sum(values, start, n):
+    """The sum of values[start:start + n] in numpy's order (`np.sum` of a contiguous
+    float64 array: pairwise, halves split at a multiple of 8 down to blocks of at most
+    128, `_numpy_block_sum` within a block), so that a compiled pass gives numpy's sum
+    bit for bit. The halving runs on an explicit stack: numba's on-disk cache crashed
+    (a segfault on the second run) on a caller of a recursive function."""
     if n <= 128:
-        r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
-        r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
-        i = 8
-        while i < n - n % 8:
-            r0 += values[start + i]
-            r1 += values[start + i + 1]
-            r2 += values[start + i + 2]
-            r3 += values[start + i + 3]
-            r4 += values[start + i + 4]
-            r5 += values[start + i + 5]
-            r6 += values[start + i + 6]
-            r7 += values[start + i + 7]
-            i += 8
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            total += values[start + i]
-            i += 1
-        return total
-    half = n // 2
-    half -= half % 8
-    return numpy_sum(values, start, half) + numpy_sum(values, start + half, n - half)
+        return _numpy_block_sum(values, start, n)
+    starts, sizes = np.empty(64, np.int64), np.empty(64, np.int64)
+    waiting_for_left, left = np.empty(64, np.bool_), np.empty(64)
+    depth, starts[0], sizes[0] = 0, start, n
+    while True:
+        first, size = starts[depth], sizes[depth]
+        if size > 128:  # descend into the left half
+            half = size // 2 - (size // 2) % 8
+            waiting_for_left[depth] = True
+            depth += 1
+            starts[depth], sizes[depth] = first, half
+            continue
+        total = _numpy_block_sum(values, first, size)
+        while True:  # hand the finished sum up
+            depth -= 1
+            if depth < 0:
+                return total
+            if waiting_for_left[depth]:  # left half done: start the right half
+                left[depth], waiting_for_left[depth] = total, False
+                half = sizes[depth] // 2 - (sizes[depth] // 2) % 8
+                first, size = starts[depth] + half, sizes[depth] - half
+                depth += 1
+                starts[depth], sizes[depth] = first, size
+                break
+            total = left[depth] + total
 
 
 @njit(cache=True, nogil=True)
@@ -550,3 +579,71 @@ def window_pass(crop, block):
         for k in range(wb):
             sums[b * wb + k] = 0.0 + numpy_sum(columns[b], k * block, block)
     return fg, cum, sums, f_fg
+
+
+@njit(cache=True, nogil=True)
+def band_pixels(drawn):
+    """The pixels set in an (hh, ww) uint8 image (the band `sam_convex.polygon.band`
+    draws), row by row: flat indices (M,) int64 and pixel centres x, y (M,) in
+    window-local px (origin at the window's centre)."""
+    hh, ww = drawn.shape
+    n = 0
+    for row in range(hh):
+        for col in range(ww):
+            n += drawn[row, col] != 0
+    idx = np.empty(n, np.int64)
+    x = np.empty(n)
+    y = np.empty(n)
+    m = 0
+    for row in range(hh):
+        for col in range(ww):
+            if drawn[row, col]:
+                idx[m] = row * ww + col
+                x[m] = col + 0.5 - ww / 2
+                y[m] = row + 0.5 - hh / 2
+                m += 1
+    return idx, x, y
+
+
+@njit(cache=True, nogil=True)
+def foreground_box(p):
+    """The bounding box of {p > 0.5} of an (H, W) float32 target in one pass: (rows
+    r0:r1, cols c0:c1, the number of pixels above 0.5); (0, 0, 0, 0, 0) when none is."""
+    height, width = p.shape
+    per_col = np.zeros(width, np.int64)
+    r0, r1, count = height, 0, 0
+    for row in range(height):
+        in_row = 0
+        for col in range(width):
+            above = p[row, col] > 0.5
+            per_col[col] += above
+            in_row += above
+        if in_row:
+            r0, r1 = min(r0, row), row + 1
+            count += in_row
+    if count == 0:
+        return 0, 0, 0, 0, 0
+    c0, c1 = 0, width
+    while per_col[c0] == 0:
+        c0 += 1
+    while per_col[c1 - 1] == 0:
+        c1 -= 1
+    return r0, r1, c0, c1, count
+
+
+@njit(cache=True, nogil=True)
+def masked_weight_sum(p, mask):
+    """The sum of w = 1 - 2p over the pixels of an (h, w) bool mask, p (h, w) float32,
+    in numpy's order (`np.sum` of the gathered float64 weights, row-major)."""
+    n = 0
+    for row in range(mask.shape[0]):
+        for col in range(mask.shape[1]):
+            n += mask[row, col]
+    chosen = np.empty(n)
+    m = 0
+    for row in range(mask.shape[0]):
+        for col in range(mask.shape[1]):
+            if mask[row, col]:
+                chosen[m] = 1.0 - 2.0 * np.float64(p[row, col])
+                m += 1
+    return 0.0 + numpy_sum(chosen, 0, n)

@@ -27,14 +27,13 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from sam_convex import outlines, validation
+from sam_convex import loops, outlines, validation
 from sam_convex.icnn import ICNN
 from sam_convex.parallel import map_ordered
 from sam_convex.polygon import (
     Polygon,
     PolygonFit,
     fit_window,
-    pixel_weights,
     polygons_to_icnn,
     render_polygon_masks,
     target_window,
@@ -131,8 +130,8 @@ def hard_distances(probs: torch.Tensor, masks: torch.Tensor, windows: list | Non
         p = np.ascontiguousarray(probs[i].detach().cpu().float().numpy())
         r0, r1, c0, c1 = windows[i] if windows is not None else (0, height, 0, width)
         m = masks[i, r0:r1, c0:c1].cpu().numpy()
-        # sum (p - m)^2 = sum p^2 + sum over the mask of w
-        out[i] = (cv2.norm(p, cv2.NORM_L2SQR) + pixel_weights(p[r0:r1, c0:c1][m]).sum()) / p.size
+        # sum (p - m)^2 = sum p^2 + sum over the mask of w (`pixel_weights`)
+        out[i] = (cv2.norm(p, cv2.NORM_L2SQR) + loops.masked_weight_sum(p[r0:r1, c0:c1], m)) / p.size
     return out
 
 

@@ -220,8 +220,36 @@ def test_the_window_pass_is_the_numpy_code_bit_for_bit(shape):
     assert sums.f_fg == pytest.approx(w[crop > 0.5].sum(), rel=1e-12, abs=1e-12)
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 127, 128, 129, 255, 1000, 4097])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 127, 128, 129, 255, 1000, 4097, 100_003, 1_234_567])
 def test_numpy_sum_adds_in_numpy_order(n):
     rng = np.random.default_rng(n)
     values = rng.standard_normal(n + 3) * 10.0 ** rng.uniform(-6, 6, n + 3)  # rounding shows the order
     assert loops.numpy_sum(values, 3, n) == np.sum(values[3:])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_foreground_box_is_the_bounding_box_of_p_above_half(seed):
+    rng = np.random.default_rng(seed)
+    p = np.zeros((37, 53), np.float32)
+    r0, c0 = rng.integers(0, 20, 2)
+    p[r0 : r0 + 9, c0 : c0 + 17] = rng.uniform(0.3, 1.0, (9, 17))
+    p[5, 50] = 0.5  # not above a half
+    rows, cols = np.nonzero(p > 0.5)
+    found = loops.foreground_box(p)
+    assert found == (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1, rows.size)
+    assert loops.foreground_box(np.zeros((4, 5), np.float32)) == (0, 0, 0, 0, 0)
+
+
+def test_masked_weight_sum_is_numpys_sum_of_the_weights():
+    rng = np.random.default_rng(3)
+    p = rng.random((300, 400)).astype(np.float32)
+    mask = rng.random((300, 400)) < 0.7
+    view = (p[10:290, 7:390], mask[10:290, 7:390])  # windows of the image, not contiguous
+    assert loops.masked_weight_sum(*view) == polygon.pixel_weights(view[0][view[1]]).sum()
+
+
+def test_band_pixels_are_the_set_pixels_row_by_row():
+    drawn = (np.random.default_rng(4).random((23, 31)) < 0.2).astype(np.uint8)
+    idx, x, y = loops.band_pixels(drawn)
+    assert np.array_equal(idx, np.flatnonzero(drawn))
+    assert np.array_equal(x, (idx % 31) + 0.5 - 31 / 2) and np.array_equal(y, (idx // 31) + 0.5 - 23 / 2)
