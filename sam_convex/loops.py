@@ -362,14 +362,15 @@ def span_difference(outer_lo, outer_hi, inner_lo, inner_hi):
 
 
 @njit(cache=True, nogil=True)
-def support(x, y, nx, ny):
-    """The support values max_i n_j . (x_i, y_i) of P points in K directions: (K,),
-    each product computed as fma(y, n_y, x * n_x) (as the BLAS product the array code
-    used computed it, so the maxima are the same to the last bit)."""
-    out = np.full(nx.size, -np.inf)
-    for i in range(x.size):
-        for j in range(nx.size):
-            out[j] = max(out[j], fma(y[i], ny[j], x[i] * nx[j]))
+def support(points, normals):
+    """The support values max_i n_j . x_i of (P, 2) points in K directions (K, 2):
+    (K,), each product computed as fma(y, n_y, x * n_x) (as the BLAS product the array
+    code used computed it, so the maxima are the same to the last bit)."""
+    out = np.full(normals.shape[0], -np.inf)
+    for i in range(points.shape[0]):
+        x, y = points[i, 0], points[i, 1]
+        for j in range(normals.shape[0]):
+            out[j] = max(out[j], fma(y, normals[j, 1], x * normals[j, 0]))
     return out
 
 

@@ -172,7 +172,7 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
         np.arange(angles.size) < own.size, HULL_GROW, grow * (np.abs(normals[:, 0]) + np.abs(normals[:, 1]))
     )
     order = np.argsort(angles, kind="stable")
-    return angles[order], (loops.support(pts[:, 0].copy(), pts[:, 1].copy(), normals[:, 0].copy(), normals[:, 1].copy()) + margin)[order]
+    return angles[order], (loops.support(np.ascontiguousarray(pts, np.float64), normals) + margin)[order]
 
 
 def outer_contours(fg: np.ndarray) -> list[np.ndarray]:
