@@ -304,21 +304,24 @@ def spans(c, s, h, hh, ww, shift):
     """Per row of an (hh, ww) crop (window-local px, origin at its centre), the columns
     lo..hi (int64, (hh,) each; empty where lo > hi) whose pixel centres lie inside every
     edge moved in by `shift` px: a convex polygon covers one span of every row."""
-    lo = np.zeros(hh, np.int64)
-    hi = np.full(hh, -1, np.int64)
-    for row in range(hh):
-        y = row + 0.5 - hh / 2
-        left, right, empty = -np.inf, np.inf, False
-        for j in range(c.size):
-            bound = (h[j] - shift) - s[j] * y  # c x <= bound
-            if c[j] < 0:
-                left = max(left, bound / c[j])
-            elif c[j] > 0:
-                right = min(right, bound / c[j])
+    left = np.full(hh, -np.inf)
+    right = np.full(hh, np.inf)
+    empty = np.zeros(hh, np.bool_)
+    for j in range(c.size):  # edge by edge: the row loop vectorises
+        hj, sj, cj = h[j] - shift, s[j], c[j]
+        for row in range(hh):
+            bound = hj - sj * (row + 0.5 - hh / 2)  # c x <= bound
+            if cj < 0:
+                left[row] = max(left[row], bound / cj)
+            elif cj > 0:
+                right[row] = min(right[row], bound / cj)
             elif bound < 0:
-                empty = True
-        lo[row] = int(min(max(np.ceil(left - 0.5 + ww / 2), 0.0), ww))
-        hi[row] = -1 if empty else int(min(max(np.floor(right - 0.5 + ww / 2), -1.0), ww - 1))
+                empty[row] = True
+    lo = np.empty(hh, np.int64)
+    hi = np.empty(hh, np.int64)
+    for row in range(hh):
+        lo[row] = int(min(max(np.ceil(left[row] - 0.5 + ww / 2), 0.0), ww))
+        hi[row] = -1 if empty[row] else int(min(max(np.floor(right[row] - 0.5 + ww / 2), -1.0), ww - 1))
     return lo, hi
 
 
