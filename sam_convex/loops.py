@@ -378,35 +378,39 @@ def support(points, normals):
 
 
 @njit(cache=True, nogil=True)
-def greedy_cuts(x, y, w, c, s, h, cut_nx, cut_ny, cut_c, cut_s, cum, max_cuts, bin_width, min_gain):
+def cut_projections(x, y, w, c, s, h, cut_nx, cut_ny):
+    """The cut search's points: the lattice points x, y (L,) inside the polygon c, s, h
+    (K,), projected on M float32 directions cut_nx, cut_ny as fma(y, n_y, x * n_x) (the
+    float32 BLAS product the array code used). Returns (proj (M, P) float32, their
+    weights w (P,))."""
+    keep = np.ones(x.size, np.bool_)
+    for j in range(c.size):  # edge by edge: the point loop vectorises
+        for i in range(x.size):
+            keep[i] &= c[j] * x[i] + s[j] * y[i] - h[j] <= 0
+    xi, yi = x[keep].astype(np.float32), y[keep].astype(np.float32)
+    proj = np.empty((cut_nx.size, xi.size), np.float32)
+    for m in range(cut_nx.size):
+        nx, ny = cut_nx[m], cut_ny[m]
+        for i in range(xi.size):
+            proj[m, i] = fma(yi[i], ny, xi[i] * nx)
+    return proj, w[keep]
+
+
+@njit(cache=True, nogil=True)
+def greedy_cuts(proj, top, wi, c, s, h, cut_c, cut_s, cum, max_cuts, bin_width, min_gain):
     """The cut search: on lattice points inside the polygon, the best half-plane cut
     over M directions is proposed from a histogram of w over (direction, offset bin)
     and kept while it lowers the exact F (`span_cost` on `cum`) by more than min_gain.
 
     Args:
-        x, y, w: (L,) lattice points and their weights.
-        c, s, h: (K,) the polygon; cut_c, cut_s: (M,) the cut directions, cut_nx,
-            cut_ny: the same in float32, in which the points are projected (as
-            fma(y, n_y, x * n_x): the float32 BLAS product the array code used).
+        proj: (M, P) float32 offsets of the P points along each cut direction
+            (`cut_projections`); top: (M,) float32, their largest; wi: (P,) the
+            points' weights.
+        c, s, h: (K,) the polygon; cut_c, cut_s: (M,) the cut directions.
     Returns:
         (directions (C,) int64, offsets (C,)): the cuts added, in order.
     """
-    keep = np.ones(x.size, np.bool_)
-    for j in range(c.size):  # edge by edge: the point loop vectorises
-        for i in range(x.size):
-            keep[i] &= c[j] * x[i] + s[j] * y[i] - h[j] <= 0
-    xi, yi, wi = x[keep].astype(np.float32), y[keep].astype(np.float32), w[keep]
-    n_dir, n_pts = cut_nx.size, xi.size
-    if n_pts == 0 or max_cuts <= 0:
-        return np.empty(0, np.int64), np.empty(0)
-    proj = np.empty((n_dir, n_pts), np.float32)
-    top = np.empty(n_dir, np.float32)
-    for m in range(n_dir):
-        nx, ny, most = cut_nx[m], cut_ny[m], -np.float32(np.inf)
-        for i in range(n_pts):
-            proj[m, i] = fma(yi[i], ny, xi[i] * nx)
-            most = max(most, proj[m, i])
-        top[m] = most
+    n_dir, n_pts = proj.shape
     scale = np.float32(1.0 / bin_width)
     idx = np.empty((n_dir, n_pts), np.int64)
     n_bins = 0

@@ -380,11 +380,17 @@ def greedy_cuts(x, y, w, th, h, angles: int, max_cuts: int, bin_width: float, mi
     more than `min_gain`. The lattice only proposes: on a thin shape its blocks mix the
     object with background, and a cut that looks good there can cut the object in two.
     Returns the new (th, h)."""
+    if max_cuts <= 0:
+        return th, h
     ang = 2 * np.pi * (np.arange(angles) + 0.5) / angles
     # float32 is enough here: the cut offsets live on bins of >= 1 px.
     nx, ny = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    c, s = np.cos(th), np.sin(th)
+    proj, wi = loops.cut_projections(x, y, w, c, s, h, nx, ny)
+    if wi.size == 0:
+        return th, h
     chosen, offsets = loops.greedy_cuts(
-        x, y, w, np.cos(th), np.sin(th), h, nx, ny, np.cos(ang), np.sin(ang), cum, max_cuts, bin_width, min_gain
+        proj, proj.max(1), wi, c, s, h, np.cos(ang), np.sin(ang), cum, max_cuts, bin_width, min_gain
     )
     return np.append(th, ang[chosen]), np.append(h, offsets)
 
