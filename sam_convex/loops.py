@@ -167,13 +167,19 @@ def best_moves(pixel, edge, movable, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_wi
             hb[r, j] = px[j] * c2[r, j] + py[j] * s2[r, j]
     hist = np.zeros((n_rot, n_edges, n_bins))
     scale = 1.0 / bin_width
+    # Per edge, its rotations' (cos, sin, offset) side by side.
+    rotated = np.empty((n_edges, n_rot, 3))
+    for j in range(n_edges):
+        for r in range(n_rot):
+            rotated[j, r, 0], rotated[j, r, 1], rotated[j, r, 2] = c2[r, j], s2[r, j], hb[r, j]
     for m in range(pixel.size):
         if movable[m]:
             i, j = pixel[m], edge[m]
+            x, y, weight = xp[i], yp[i], wp[i]  # locals: the stores below cannot change them
             for r in range(n_rot):
-                d = xp[i] * c2[r, j] + yp[i] * s2[r, j] - hb[r, j]
+                d = x * rotated[j, r, 0] + y * rotated[j, r, 1] - rotated[j, r, 2]
                 k = 0 if d < -lim else min(int((d + lim) * scale) + 1, n_bins - 1)
-                hist[r, j, k] += wp[i]
+                hist[r, j, k] += weight
     rotation = np.zeros(n_edges, np.int64)
     new_h = h.copy()
     gain = np.zeros(n_edges)
