@@ -18,7 +18,7 @@ The first call in a process compiles them (a few seconds, cached on disk after t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 from numba.extending import intrinsic
 
 
@@ -32,6 +32,16 @@ def fma(typingctx, a, b, c):
         return builder.fma(*args)
 
     return a(a, b, c), codegen
+
+
+@intrinsic
+def trailing_zeros(typingctx, word):
+    """The index of the lowest set bit of a uint64 (LLVM's cttz; 64 for 0)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], context.get_constant(types.boolean, False))
+
+    return word(word), codegen
 
 
 @njit(cache=True, nogil=True)
@@ -55,13 +65,11 @@ def near_pairs(xp, yp, c, s, h, reach):
     edge = np.empty(n_pairs, np.int64)
     m = 0
     for i in range(n_px):
-        word, j = bits[i], 0
-        while word:
-            if word & np.uint64(1):
-                pixel[m], edge[m] = i, j
-                m += 1
-            word >>= np.uint64(1)
-            j += 1
+        word = bits[i]
+        while word:  # one step per set bit, lowest first
+            pixel[m], edge[m] = i, trailing_zeros(word)
+            m += 1
+            word &= word - np.uint64(1)
     return pixel, edge
 
 
