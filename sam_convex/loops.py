@@ -381,9 +381,14 @@ def span_difference(outer_lo, outer_hi, inner_lo, inner_hi):
 @njit(cache=True, nogil=True)
 def support(points, normals):
     """The support values max_i n_j . x_i of (P, 2) points in K directions (K, 2):
-    (K,), each product computed as fma(y, n_y, x * n_x) (as the BLAS product the array
-    code used computed it, so the maxima are the same to the last bit)."""
+    (K,), each product rounded as the BLAS product the array code used rounded it, so
+    the maxima are the same to the last bit: fma(y, n_y, x * n_x), or for a single
+    point (BLAS's matrix-vector kernel) fma(x, n_x, y * n_y)."""
     out = np.full(normals.shape[0], -np.inf)
+    if points.shape[0] == 1:
+        for j in range(normals.shape[0]):
+            out[j] = fma(points[0, 0], normals[j, 0], points[0, 1] * normals[j, 1])
+        return out
     for i in range(points.shape[0]):
         x, y = points[i, 0], points[i, 1]
         for j in range(normals.shape[0]):
@@ -669,3 +674,117 @@ def masked_weight_sum(p, mask):
                 chosen[m] = 1.0 - 2.0 * np.float64(p[row, col])
                 m += 1
     return 0.0 + numpy_sum(chosen, 0, n)
+
+
+@njit(cache=True, nogil=True)
+def hull_directions(hull, normal, edges):
+    """The outward normal angles of a convex hull's own sides that `support_polygon`
+    keeps: (hull (V, 2) vertices in order, normal (V,) one of the two normal angles of
+    each side from the vertex to the next) -> sorted unique angles in [0, 2 pi), rounded
+    to 1e-12, longest sides first when more than `edges` sides exist (then only
+    edges - edges // 4 of them)."""
+    n = hull.shape[0]
+    sides = np.empty((n, 2))
+    for k in range(n):
+        nxt = (k + 1) % n
+        sides[k, 0], sides[k, 1] = hull[nxt, 0] - hull[k, 0], hull[nxt, 1] - hull[k, 1]
+    mean_x, mean_y = 0.0, 0.0
+    for k in range(n):
+        mean_x += hull[k, 0]
+        mean_y += hull[k, 1]
+    mean_x, mean_y = mean_x / n, mean_y / n
+    angles = np.empty(2 * n)
+    weight = np.empty(2 * n)
+    n_out = 0
+    for k in range(n):  # the outward normal points away from the centroid
+        length = np.hypot(sides[k, 0], sides[k, 1])
+        if length > 0:
+            mx, my = hull[k, 0] + sides[k, 0] / 2 - mean_x, hull[k, 1] + sides[k, 1] / 2 - mean_y
+            facing = np.cos(normal[k]) * mx + np.sin(normal[k]) * my
+            angles[n_out] = normal[k] + np.pi if facing < 0 else normal[k]
+            weight[n_out] = length
+            n_out += 1
+    for k in range(n):  # a degenerate hull (a segment) takes both normals of each side
+        length = np.hypot(sides[k, 0], sides[k, 1])
+        if length > 0:
+            mx, my = hull[k, 0] + sides[k, 0] / 2 - mean_x, hull[k, 1] + sides[k, 1] / 2 - mean_y
+            facing = np.cos(normal[k]) * mx + np.sin(normal[k]) * my
+            if np.abs(facing) <= 1e-9 * (1 + length):
+                angles[n_out] = normal[k] + np.pi
+                weight[n_out] = length
+                n_out += 1
+    candidates = np.mod(angles[:n_out], 2 * np.pi)
+    room = edges if n_out <= edges else edges - edges // 4
+    order = np.argsort(-weight[:n_out], kind="mergesort")[:room]
+    return np.unique(np.round(candidates[order], 12))
+
+
+@njit(cache=True, nogil=True)
+def support_edges(points, angles, n_own, grow, hull_grow):
+    """The half-planes of `support_polygon`: directions `angles` (the first n_own along
+    the hull's own sides, grown by hull_grow px; the rest by grow x (|cos| + |sin|))
+    at the support values of (P, 2) points (`support`). Returns (th, h) sorted by
+    angle (stable)."""
+    normals = np.empty((angles.size, 2))
+    for k in range(angles.size):
+        normals[k, 0], normals[k, 1] = np.cos(angles[k]), np.sin(angles[k])
+    h = support(points, normals)
+    for k in range(angles.size):
+        h[k] += hull_grow if k < n_own else grow * (np.abs(normals[k, 0]) + np.abs(normals[k, 1]))
+    order = np.argsort(angles, kind="mergesort")
+    return angles[order], h[order]
+
+
+@njit(cache=True, nogil=True)
+def dual_vertices(th, h, cx, cy):
+    """The vertices of the polygon {n_j . x <= h_j} around a point (cx, cy) strictly
+    inside: its active edges are the convex hull of the polar dual points
+    n_j / (h_j - n_j . centre) (a monotone chain over them sorted by (x, y), ties in
+    edge order). Returns (found, vertices (V, 2) counter-clockwise, active edge
+    indices (V,)); found is False when the point is not strictly inside or the polygon
+    is degenerate."""
+    n = th.size
+    hc = np.empty(n)
+    dx = np.empty(n)
+    dy = np.empty(n)
+    for k in range(n):
+        c, s = np.cos(th[k]), np.sin(th[k])
+        hc[k] = h[k] - (c * cx + s * cy)
+        if not hc[k] > 1e-9:
+            return False, np.empty((0, 2)), np.empty(0, np.int64)
+        dx[k], dy[k] = c / hc[k], s / hc[k]
+    order = np.arange(n)
+    for k in range(1, n):  # insertion sort: stable, as Python's sorted
+        item = order[k]
+        m = k - 1
+        while m >= 0 and (dx[order[m]] > dx[item] or (dx[order[m]] == dx[item] and dy[order[m]] > dy[item])):
+            order[m + 1] = order[m]
+            m -= 1
+        order[m + 1] = item
+    chain = np.empty(2 * n + 2, np.int64)
+    size = 0
+    for half in range(2):  # lower chain, then upper chain (the points in reverse)
+        first = size
+        for step in range(n):
+            k = order[step] if half == 0 else order[n - 1 - step]
+            while size - first >= 2:
+                a, b = chain[size - 2], chain[size - 1]
+                if (dx[b] - dx[a]) * (dy[k] - dy[a]) - (dy[b] - dy[a]) * (dx[k] - dx[a]) <= 0:
+                    size -= 1
+                else:
+                    break
+            chain[size] = k
+            size += 1
+        size -= 1  # each chain's last point starts the other
+    ids = chain[:size].copy()
+    if ids.size < 3:
+        return False, np.empty((0, 2)), ids
+    v = np.empty((ids.size, 2))
+    for m in range(ids.size):
+        j, k = ids[m], ids[(m + 1) % ids.size]
+        det = np.sin(th[k] - th[j])
+        if det <= 1e-12:
+            return False, np.empty((0, 2)), ids
+        v[m, 0] = (hc[j] * np.sin(th[k]) - hc[k] * np.sin(th[j])) / det + cx
+        v[m, 1] = (hc[k] * np.cos(th[j]) - hc[j] * np.cos(th[k])) / det + cy
+    return True, v, ids

@@ -133,46 +133,25 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
     points' convex hull's own sides, longest first (all of them when the hull has at
     most `edges` sides: the start is then the hull itself, so a convex input, a thin
     line or bar included, starts exactly as itself), the rest at uniformly spaced
-    angles in the largest gaps between those.
+    angles in the largest gaps between those (`loops.hull_directions`).
 
-    Along the hull's own sides the half-planes are grown by a hair (HULL_GROW px); the
-    uniform ones by `grow` px (so that lines and single pixels have area).
+    Along the hull's own sides the half-planes are grown by a hair (HULL_GROW px: a
+    digital line at slope 1/3 has background pixel centres 0.32 px off it); the uniform
+    ones by `grow` px, so that lines and single pixels have area (`loops.support_edges`).
 
     Returns:
         (th (edges,), h (edges,)) float64, sorted by angle.
     """
+    pts = np.ascontiguousarray(pts, np.float64)
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     sides = np.roll(hull, -1, axis=0) - hull
-    lengths = np.hypot(sides[:, 0], sides[:, 1])
+    # numpy's arctan2, not numba's: they differ in the last bit on ~2% of angles.
     normal = np.arctan2(sides[:, 0], -sides[:, 1])  # one of the two normals of each side
-    mids = hull + sides / 2 - hull.mean(0)
-    facing = np.cos(normal) * mids[:, 0] + np.sin(normal) * mids[:, 1]
-    # The outward normal points away from the hull's centroid; a degenerate hull (a line
-    # segment: the centroid lies on every side) takes both normals of each side.
-    flat = np.abs(facing) <= 1e-9 * (1 + lengths)
-    outward = np.where(facing < 0, normal + np.pi, normal)
-    candidates = np.concatenate([outward[lengths > 0], (normal + np.pi)[flat & (lengths > 0)]])
-    weight = np.concatenate([lengths[lengths > 0], lengths[flat & (lengths > 0)]])
-    candidates = np.mod(candidates, 2 * np.pi)
-    # Trimmed: a hull with more sides than `edges` (a rounded shape, a large digital
-    # polygon) keeps its longest sides and leaves a quarter of the edges to uniform
-    # angles, which bound the gaps between them.
-    room = edges if candidates.size <= edges else edges - edges // 4
-    own = candidates[np.argsort(-weight, kind="stable")[:room]]
-    own = np.unique(np.round(own, 12))
+    own = loops.hull_directions(hull, normal, edges)
     uniform = 2 * np.pi * np.arange(edges) / edges
     gap = np.abs(np.angle(np.exp(1j * (uniform[:, None] - own[None]))))
     spare = uniform[np.argsort(-gap.min(axis=1, initial=np.pi), kind="stable")[: edges - own.size]]
-    angles = np.concatenate([own, spare])
-    normals = np.stack([np.cos(angles), np.sin(angles)], 1)
-    # Along the hull's own sides a hair is enough (a digital line at slope 1/3 has
-    # background pixel centres 0.32 px off it); elsewhere `grow` gives lines and single
-    # pixels their area.
-    margin = np.where(
-        np.arange(angles.size) < own.size, HULL_GROW, grow * (np.abs(normals[:, 0]) + np.abs(normals[:, 1]))
-    )
-    order = np.argsort(angles, kind="stable")
-    return angles[order], (loops.support(np.ascontiguousarray(pts, np.float64), normals) + margin)[order]
+    return loops.support_edges(pts, np.concatenate([own, spare]), own.size, grow, HULL_GROW)
 
 
 def outer_contours(fg: np.ndarray) -> list[np.ndarray]:
@@ -248,37 +227,10 @@ def vertices(th: np.ndarray, h: np.ndarray, centre=None) -> tuple[np.ndarray | N
 
 
 def _vertices_dual(th: np.ndarray, h: np.ndarray, centre: np.ndarray):
-    c, s = np.cos(th), np.sin(th)
-    hc = h - (c * centre[0] + s * centre[1])
-    if not (hc > 1e-9).all():
-        return None
-    dx, dy = (c / hc).tolist(), (s / hc).tolist()
-    order = sorted(range(th.size), key=lambda k: (dx[k], dy[k]))
-
-    def chain(seq):  # monotone chain of the dual points
-        out = []
-        for k in seq:
-            while len(out) >= 2:
-                a, b = out[-2], out[-1]
-                if (dx[b] - dx[a]) * (dy[k] - dy[a]) - (dy[b] - dy[a]) * (dx[k] - dx[a]) <= 0:
-                    out.pop()
-                else:
-                    break
-            out.append(k)
-        return out
-
-    lower, upper = chain(order), chain(order[::-1])
-    ids = np.array(lower[:-1] + upper[:-1], np.int64)  # counter-clockwise
-    if ids.size < 3:
-        return None
-    t, hh = th[ids], hc[ids]
-    nxt = np.arange(1, ids.size + 1) % ids.size
-    tn, hn = t[nxt], hh[nxt]
-    det = np.sin(tn - t)
-    if (det <= 1e-12).any():
-        return None
-    v = np.stack([(hh * np.sin(tn) - hn * np.sin(t)) / det, (hn * np.cos(t) - hh * np.cos(tn)) / det], 1)
-    return v + centre, ids
+    found, v, ids = loops.dual_vertices(
+        np.ascontiguousarray(th, np.float64), np.ascontiguousarray(h, np.float64), float(centre[0]), float(centre[1])
+    )
+    return (v, ids) if found else None
 
 
 def _vertices_iterative(th: np.ndarray, h: np.ndarray):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import reference_loops
+from numba import njit
 from reference_loops import block_lattice, row_sums
 
 from sam_convex import loops, polygon
@@ -253,3 +254,58 @@ def test_band_pixels_are_the_set_pixels_row_by_row():
     idx, x, y = loops.band_pixels(drawn)
     assert np.array_equal(idx, np.flatnonzero(drawn))
     assert np.array_equal(x, (idx % 31) + 0.5 - 31 / 2) and np.array_equal(y, (idx // 31) + 0.5 - 23 / 2)
+
+
+def point_sets():
+    """Contour-like point sets: blobs, many-sided hulls, a segment, a point, collinear
+    and repeated points (pixel centres, as `outer_contours` returns them)."""
+    rng = np.random.default_rng(11)
+    found = []
+    for k in range(12):
+        r = rng.uniform(3, 200)
+        t = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 400)))
+        rr = r * (1 + 0.3 * np.sin(3 * t + k))
+        found.append(np.round(np.stack([rr * np.cos(t), rr * np.sin(t)], 1)) + 0.5)
+    found.append(np.stack([np.arange(40) + 0.5, np.full(40, 3.5)], 1))  # a horizontal segment
+    found.append(np.stack([np.arange(30) * 3 + 0.5, np.arange(30) + 0.5], 1))  # a slope-1/3 line
+    found.append(np.array([[2.5, -1.5]]))  # one pixel
+    found.append(np.array([[0.5, 0.5], [0.5, 0.5], [4.5, 0.5], [4.5, 6.5], [0.5, 6.5], [2.5, 0.5]]))
+    return found
+
+
+@pytest.mark.parametrize("edges", [4, 24, 47])
+def test_support_polygon_is_the_numpy_code_bit_for_bit(edges):
+    for pts in point_sets():
+        ours, numpy_code = polygon.support_polygon(pts, edges, 0.25), reference_loops.support_polygon(pts, edges, 0.25)
+        assert np.array_equal(ours[0], numpy_code[0]) and np.array_equal(ours[1], numpy_code[1])
+
+
+def test_dual_vertices_are_the_numpy_code_bit_for_bit():
+    rng = np.random.default_rng(12)
+    checked = 0
+    for pts in point_sets():
+        th, h = polygon.support_polygon(pts, 24, 0.25)
+        for centre in (pts.mean(0), pts.mean(0) + rng.normal(0, 2, 2), np.array([1e4, 0.0])):
+            ours, numpy_code = polygon._vertices_dual(th, h, centre), reference_loops._vertices_dual(th, h, centre)
+            assert (ours is None) == (numpy_code is None)
+            if ours is not None:
+                assert np.array_equal(ours[0], numpy_code[0]) and np.array_equal(ours[1], numpy_code[1])
+                checked += 1
+    assert checked >= 20
+
+
+@njit
+def fused(a, b, c):
+    return loops.fma(a, b, c)
+
+
+@njit
+def lowest_bit(word):
+    return loops.trailing_zeros(word)
+
+
+def test_fma_rounds_once_and_trailing_zeros_counts():
+    assert fused(0.1, 10.0, -1.0) == 5.551115123125783e-17  # 0.1 * 10 is not exactly 1 ...
+    assert 0.1 * 10.0 - 1.0 == 0.0  # ... but rounds to it
+    words = np.array([1, 2, 12, 1 << 63], np.uint64)
+    assert [lowest_bit(w) for w in words] == [0, 1, 2, 63]
