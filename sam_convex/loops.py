@@ -112,18 +112,19 @@ def edge_state(pixel, edge, xp, yp, c, s, h):
     while start < n_pairs:  # the pairs of one pixel are contiguous
         i = pixel[start]
         stop = start
-        first = -np.inf
+        # One pass: the largest offset, how often it occurs, the largest below it.
+        first, second, ties = -np.inf, -np.inf, 0
         while stop < n_pairs and pixel[stop] == i:
             j = edge[stop]
-            a[stop] = c[j] * xp[i] + s[j] * yp[i] - h[j]
-            first = max(first, a[stop])
-            stop += 1
-        second, ties = -np.inf, 0
-        for m in range(start, stop):
-            if a[m] == first:
+            offset = c[j] * xp[i] + s[j] * yp[i] - h[j]
+            a[stop] = offset
+            if offset > first:
+                second, first, ties = first, offset, 1
+            elif offset == first:
                 ties += 1
-            elif a[m] > second:
-                second = a[m]
+            elif offset > second:
+                second = offset
+            stop += 1
         if ties >= 2:
             second = first
         for m in range(start, stop):
