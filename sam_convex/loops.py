@@ -2,19 +2,27 @@
 
 Each loop does in one pass what numpy did in many small calls: the fit is a few thousand
 boundary pixels times a few dozen edges, where numpy's per-call cost, not arithmetic, set
-the time. The histograms, running sums and offsets add in the order numpy's `bincount`,
-`cumsum` and elementwise code did, and numpy's float64 cos and sin equal libm's, which
-these loops call, on the machines measured; so the masks are those of the array code they
-replaced (checked bit for bit, ICNN weights included, on the benchmark's masks when they
-landed). Three sums differ in rounding only: the exact polygon cost (`span_cost`) and the
-polish's total F are plain running sums where numpy summed pairwise, and the pairs are
-chosen in float64 where numpy used float32; a near-tie within ~1e-12 of F could go the
-other way.
+the time. The loops reproduce the array code they replaced to the last bit (checked,
+ICNN weights included, on the benchmark's, photo-size and noise masks when they landed;
+the array code is kept as the oracle of tests/test_loops.py):
+
+* histograms, running sums and offsets add in the order numpy's `bincount`, `cumsum`
+  and elementwise code did, and `numpy_sum` in numpy's pairwise order where numpy
+  summed an array (block sums, the reported distance);
+* numpy's float64 cos, sin, hypot, mod and round equal what these loops call, on the
+  machines measured (arctan2 does not: it stays in numpy);
+* where the array code used a BLAS matrix product, the loops use the fused
+  multiply-add that the product used (`fma`).
+
+Four sums differ in rounding only: the exact polygon cost (`span_cost`), the polish's
+total F and F(fg) (`window_pass`) are plain running sums where numpy summed pairwise,
+and the polish's pairs are chosen in float64 where numpy used float32; a near-tie within
+~1e-12 of F could go the other way.
 
 Shapes: P band pixels, K edges, R rotations, B offset bins; all float64 unless stated.
-The first call in a process compiles them (a few seconds, cached on disk after that).
+The first call after install compiles them (about 15 s here, once: numba caches them on
+disk; set NUMBA_CACHE_DIR where the install is read-only).
 """
-
 from __future__ import annotations
 
 import numpy as np
