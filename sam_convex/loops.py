@@ -23,6 +23,7 @@ Shapes: P band pixels, K edges, R rotations, B offset bins; all float64 unless s
 The first call after install compiles them (about 15 s here, once: numba caches them on
 disk; set NUMBA_CACHE_DIR where the install is read-only).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -554,7 +555,7 @@ def numpy_sum(values, start, n):
 
 @njit(cache=True, nogil=True)
 def window_pass(crop, block):
-    """Everything the fit reads from an (hh, ww) float32 window crop, w = 1 - 2p in
+    """Everything the fit reads from an (hh, ww) float32 (or float64) window crop, w = 1 - 2p in
     float64. The row sums and block sums add in the order numpy's array code did
     (`np.cumsum` along rows; block sums down each block's columns, then `np.sum` across
     them), so they equal it bit for bit; the sum over fg is a plain running sum per
@@ -643,7 +644,7 @@ def band_pixels(drawn):
 
 @njit(cache=True, nogil=True)
 def foreground_box(p):
-    """The bounding box of {p > 0.5} of an (H, W) float32 target in one pass: (rows
+    """The bounding box of {p > 0.5} of an (H, W) float target in one pass: (rows
     r0:r1, cols c0:c1, the number of pixels above 0.5); (0, 0, 0, 0, 0) when none is."""
     height, width = p.shape
     per_col = np.zeros(width, np.int64)

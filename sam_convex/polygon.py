@@ -294,11 +294,11 @@ class WindowSums:
 
 
 def window_sums(crop: np.ndarray, grid: int) -> WindowSums:
-    """`WindowSums` of an (hh, ww) float32 crop, its lattice at most `grid` blocks per
+    """`WindowSums` of an (hh, ww) float crop (read in its own dtype), its lattice at most `grid` blocks per
     side, in one compiled pass (`loops.window_pass`; w as `pixel_weights` defines it)."""
     hh, ww = crop.shape
     f = max(1, -(-max(hh, ww) // grid))
-    fg, cum, sums, f_fg = loops.window_pass(np.ascontiguousarray(crop, np.float32), f)
+    fg, cum, sums, f_fg = loops.window_pass(np.ascontiguousarray(crop), f)
     hb, wb = -(-hh // f), -(-ww // f)
     rows_per_block = np.minimum(np.arange(hb) * f + f, hh) - np.arange(hb) * f
     cols_per_block = np.minimum(np.arange(wb) * f + f, ww) - np.arange(wb) * f
@@ -458,7 +458,7 @@ def target_window(p: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
     target (`loops.foreground_box`), so the rest of the fit costs what the window
     costs."""
     height, width = p.shape
-    r0, r1, c0, c1, count = loops.foreground_box(np.ascontiguousarray(p, np.float32))
+    r0, r1, c0, c1, count = loops.foreground_box(np.ascontiguousarray(p))
     if count == 0:
         return "empty", (0, height, 0, width)
     if count == height * width:
@@ -500,7 +500,7 @@ def fit_window(
         centre), the pocket's candidates {name: (th, h)}, in crop-local px, and the
         pocket's choice: an index in `CANDIDATES`): `PolygonFit`'s fields.
     """
-    crop = np.ascontiguousarray(crop, np.float32)
+    crop = np.ascontiguousarray(crop)
     hh, ww = crop.shape
     sums = window_sums(crop, CUT_GRID)
     parts = outer_contours(sums.fg)

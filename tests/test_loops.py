@@ -309,3 +309,13 @@ def test_fma_rounds_once_and_trailing_zeros_counts():
     assert 0.1 * 10.0 - 1.0 == 0.0  # ... but rounds to it
     words = np.array([1, 2, 12, 1 << 63], np.uint64)
     assert [lowest_bit(w) for w in words] == [0, 1, 2, 63]
+
+
+def test_a_float64_target_is_read_in_float64():
+    """p = 0.50000001 is above a half in float64 but 0.5 in float32: the window and the
+    weights must come from the target as given, as the numpy code read it."""
+    p = np.zeros((20, 30))
+    p[5:9, 4:20] = 0.50000001
+    assert polygon.target_window(p) == ("polygon", (5, 9, 4, 20))
+    sums = polygon.window_sums(p[5:9, 4:20], 64)
+    assert sums.fg.all() and np.array_equal(sums.cum, row_sums(polygon.pixel_weights(p[5:9, 4:20])))
