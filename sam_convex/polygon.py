@@ -294,8 +294,9 @@ class WindowSums:
 
 
 def window_sums(crop: np.ndarray, grid: int) -> WindowSums:
-    """`WindowSums` of an (hh, ww) float crop (read in its own dtype), its lattice at most `grid` blocks per
-    side, in one compiled pass (`loops.window_pass`; w as `pixel_weights` defines it)."""
+    """`WindowSums` of an (hh, ww) float crop (read in its own dtype), its lattice at
+    most `grid` blocks per side, in one compiled pass (`loops.window_pass`; w as
+    `pixel_weights` defines it)."""
     hh, ww = crop.shape
     f = max(1, -(-max(hh, ww) // grid))
     fg, cum, sums, f_fg = loops.window_pass(np.ascontiguousarray(crop), f)
