@@ -555,11 +555,11 @@ def numpy_sum(values, start, n):
 
 @njit(cache=True, nogil=True)
 def window_pass(crop, block):
-    """Everything the fit reads from an (hh, ww) float32 (or float64) window crop, w = 1 - 2p in
-    float64. The row sums and block sums add in the order numpy's array code did
-    (`np.cumsum` along rows; block sums down each block's columns, then `np.sum` across
-    them), so they equal it bit for bit; the sum over fg is a plain running sum per
-    column parity (numpy summed it pairwise).
+    """Everything the fit reads from an (hh, ww) float32 (or float64) window crop, with
+    w = 1 - 2p in float64. The row sums and block sums add in the order numpy's array
+    code did (`np.cumsum` along rows; block sums down each block's columns, then
+    `np.sum` across them), so they equal it bit for bit; the sum over fg is read off the
+    row sums run by run along each row (numpy summed it pairwise).
 
     Returns:
         fg: (hh, ww) uint8, p > 0.5; cum: (hh, ww + 1) row sums of w with a leading 0
