@@ -703,42 +703,37 @@ def stable_order(keys):
 
 
 @njit(cache=True, nogil=True)
-def hull_directions(hull, normal, edges):
+def hull_directions(hull, sides, normal, edges):
     """The outward normal angles of a convex hull's own sides that `support_polygon`
-    keeps: (hull (V, 2) vertices in order, normal (V,) one of the two normal angles of
-    each side from the vertex to the next) -> sorted unique angles in [0, 2 pi), rounded
-    to 1e-12, longest sides first when more than `edges` sides exist (then only
-    edges - edges // 4 of them)."""
+    keeps: (hull (V, 2) vertices in order, sides (V, 2) from each vertex to the next,
+    normal (V,) one of the two normal angles of each side) -> sorted unique angles in
+    [0, 2 pi), rounded to 1e-12, longest sides first when more than `edges` sides exist
+    (then only edges - edges // 4 of them)."""
     n = hull.shape[0]
-    sides = np.empty((n, 2))
-    for k in range(n):
-        nxt = (k + 1) % n
-        sides[k, 0], sides[k, 1] = hull[nxt, 0] - hull[k, 0], hull[nxt, 1] - hull[k, 1]
     mean_x, mean_y = 0.0, 0.0
     for k in range(n):
         mean_x += hull[k, 0]
         mean_y += hull[k, 1]
     mean_x, mean_y = mean_x / n, mean_y / n
+    length = np.empty(n)
+    facing = np.empty(n)  # > 0: the normal points away from the centroid
+    for k in range(n):
+        length[k] = np.hypot(sides[k, 0], sides[k, 1])
+        mx, my = hull[k, 0] + sides[k, 0] / 2 - mean_x, hull[k, 1] + sides[k, 1] / 2 - mean_y
+        facing[k] = np.cos(normal[k]) * mx + np.sin(normal[k]) * my
     angles = np.empty(2 * n)
     weight = np.empty(2 * n)
     n_out = 0
-    for k in range(n):  # the outward normal points away from the centroid
-        length = np.hypot(sides[k, 0], sides[k, 1])
-        if length > 0:
-            mx, my = hull[k, 0] + sides[k, 0] / 2 - mean_x, hull[k, 1] + sides[k, 1] / 2 - mean_y
-            facing = np.cos(normal[k]) * mx + np.sin(normal[k]) * my
-            angles[n_out] = normal[k] + np.pi if facing < 0 else normal[k]
-            weight[n_out] = length
+    for k in range(n):  # the outward normal of each side
+        if length[k] > 0:
+            angles[n_out] = normal[k] + np.pi if facing[k] < 0 else normal[k]
+            weight[n_out] = length[k]
             n_out += 1
     for k in range(n):  # a degenerate hull (a segment) takes both normals of each side
-        length = np.hypot(sides[k, 0], sides[k, 1])
-        if length > 0:
-            mx, my = hull[k, 0] + sides[k, 0] / 2 - mean_x, hull[k, 1] + sides[k, 1] / 2 - mean_y
-            facing = np.cos(normal[k]) * mx + np.sin(normal[k]) * my
-            if np.abs(facing) <= 1e-9 * (1 + length):
-                angles[n_out] = normal[k] + np.pi
-                weight[n_out] = length
-                n_out += 1
+        if length[k] > 0 and np.abs(facing[k]) <= 1e-9 * (1 + length[k]):
+            angles[n_out] = normal[k] + np.pi
+            weight[n_out] = length[k]
+            n_out += 1
     candidates = np.mod(angles[:n_out], 2 * np.pi)
     room = edges if n_out <= edges else edges - edges // 4
     kept = np.round(candidates[stable_order(-weight[:n_out])[:room]], 12)
@@ -785,14 +780,8 @@ def dual_vertices(th, h, cx, cy):
         if not hc[k] > 1e-9:
             return False, np.empty((0, 2)), np.empty(0, np.int64)
         dx[k], dy[k] = c / hc[k], s / hc[k]
-    order = np.arange(n)
-    for k in range(1, n):  # insertion sort: stable, as Python's sorted
-        item = order[k]
-        m = k - 1
-        while m >= 0 and (dx[order[m]] > dx[item] or (dx[order[m]] == dx[item] and dy[order[m]] > dy[item])):
-            order[m + 1] = order[m]
-            m -= 1
-        order[m + 1] = item
+    by_y = stable_order(dy)
+    order = by_y[stable_order(dx[by_y])]  # by (x, y), ties in edge order, as Python's sorted
     chain = np.empty(2 * n + 2, np.int64)
     size = 0
     for half in range(2):  # lower chain, then upper chain (the points in reverse)

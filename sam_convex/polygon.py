@@ -147,7 +147,7 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
     sides = np.roll(hull, -1, axis=0) - hull
     # numpy's arctan2, not numba's: they differ in the last bit on ~2% of angles.
     normal = np.arctan2(sides[:, 0], -sides[:, 1])  # one of the two normals of each side
-    own = loops.hull_directions(hull, normal, edges)
+    own = loops.hull_directions(hull, sides, normal, edges)
     uniform = 2 * np.pi * np.arange(edges) / edges
     gap = np.abs(np.angle(np.exp(1j * (uniform[:, None] - own[None]))))
     spare = uniform[np.argsort(-gap.min(axis=1, initial=np.pi), kind="stable")[: edges - own.size]]
@@ -271,8 +271,7 @@ def band(hh: int, ww: int, th: np.ndarray, h: np.ndarray, dist: float, centre=No
     row-major), and the mean vertex (a point inside) or None."""
     v, _ = vertices(th, h, centre)
     if v is None:
-        idx = np.arange(hh * ww)
-        return idx, (idx % ww) + 0.5 - ww / 2, (idx // ww) + 0.5 - hh / 2, None
+        return *loops.band_pixels(np.ones((hh, ww), np.uint8)), None
     img = np.zeros((hh, ww), np.uint8)
     pts = np.round((v + [ww / 2 - 0.5, hh / 2 - 0.5]) * 16).astype(np.int32)
     cv2.polylines(img, [pts], True, 1, int(2 * math.ceil(dist + 0.5) + 1), cv2.LINE_8, 4)
