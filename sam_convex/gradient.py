@@ -186,7 +186,7 @@ class GradientProjector:
             masks=masks.to(probs.device),
             losses=hard_distances(probs, masks),
             windows=windows,
-            net=net,
+            _net=net,
             image_size=(h, w),
             details={"steps": steps},
         )

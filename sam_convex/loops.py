@@ -15,9 +15,9 @@ the array code is kept as the oracle of tests/test_loops.py):
   multiply-add that the product used (`fma`).
 
 Four sums differ in rounding only: the exact polygon cost (`span_cost`), the polish's
-total F and F(fg) (`window_pass`) are plain running sums where numpy summed pairwise,
-and the polish's pairs are chosen in float64 where numpy used float32; a near-tie within
-~1e-12 of F could go the other way.
+total F and F(fg) (`window_pass`, by columns) are plain running sums where numpy summed
+pairwise, and the polish's pairs are chosen in float64 where numpy used float32; a
+near-tie within ~1e-12 of F could go the other way.
 
 Shapes: P band pixels, K edges, R rotations, B offset bins; all float64 unless stated.
 The first call after install compiles them (about 15 s here, once: numba caches them on
@@ -54,13 +54,15 @@ def trailing_zeros(typingctx, word):
 
 
 @njit(cache=True, nogil=True)
-def near_pairs(xp, yp, c, s, h, reach):
+def near_state(xp, yp, c, s, h, reach):
     """The (pixel, edge) pairs with n_j . x_i - h_j > -reach (an edge farther inside a
-    pixel than `reach` cannot change its membership in one move), pixel by pixel:
-    (pixel (M,) int64, edge (M,) int64)."""
+    pixel than `reach` cannot change its membership in one move), pixel by pixel, and
+    their `edge_state`: (pixel (M,) int64, edge (M,) int64, a, top, others)."""
     n_px, n_edges = xp.size, c.size
     if n_edges > 64:
-        return _near_pairs_counted(xp, yp, c, s, h, reach)
+        pixel, edge = _near_pairs_counted(xp, yp, c, s, h, reach)
+        a, top, others = edge_state(pixel, edge, xp, yp, c, s, h)
+        return pixel, edge, a, top, others
     # One pass over the offsets: each pixel's near edges as the bits of one word.
     bits = np.zeros(n_px, np.uint64)
     n_pairs = 0
@@ -72,20 +74,28 @@ def near_pairs(xp, yp, c, s, h, reach):
             n_pairs += near
     pixel = np.empty(n_pairs, np.int64)
     edge = np.empty(n_pairs, np.int64)
+    a = np.empty(n_pairs)
+    top = np.full(n_px, -np.inf)
+    others = np.empty(n_pairs)
     m = 0
     for i in range(n_px):
         word = bits[i]
+        start = m
         while word:  # one step per set bit, lowest first
-            pixel[m], edge[m] = i, trailing_zeros(word)
+            j = trailing_zeros(word)
+            pixel[m], edge[m] = i, j
+            a[m] = c[j] * xp[i] + s[j] * yp[i] - h[j]  # as edge_state computes it
             m += 1
             word &= word - np.uint64(1)
-    return pixel, edge
+        if m > start:
+            top[i] = _mark_others(a, others, start, m)
+    return pixel, edge, a, top, others
 
 
 @njit(cache=True, nogil=True)
 def _near_pairs_counted(xp, yp, c, s, h, reach):
-    """`near_pairs` for more than 64 edges: counted first, then filled (a degenerate
-    polygon's band is the whole window)."""
+    """The pairs of `near_state` for more than 64 edges: counted first, then filled (a
+    degenerate polygon's band is the whole window)."""
     n_px, n_edges = xp.size, c.size
     n_pairs = 0
     for i in range(n_px):
@@ -104,8 +114,29 @@ def _near_pairs_counted(xp, yp, c, s, h, reach):
 
 
 @njit(cache=True, nogil=True)
+def _mark_others(a, others, start, stop):
+    """For the pairs start:stop of one pixel with offsets `a`: others[m] = the largest
+    offset of the pixel's other pairs (a tie at the top counts as another; -inf if
+    none). Returns the pixel's largest offset."""
+    first, second, ties = -np.inf, -np.inf, 0
+    for m in range(start, stop):  # one pass: the largest, how often, the largest below
+        offset = a[m]
+        if offset > first:
+            second, first, ties = first, offset, 1
+        elif offset == first:
+            ties += 1
+        elif offset > second:
+            second = offset
+    if ties >= 2:
+        second = first
+    for m in range(start, stop):
+        others[m] = second if a[m] == first else first
+    return first
+
+
+@njit(cache=True, nogil=True)
 def edge_state(pixel, edge, xp, yp, c, s, h):
-    """Offsets and membership of the pairs of `near_pairs`.
+    """Offsets and membership of pairs (`near_state`) for the edges c, s, h.
 
     Returns:
         a (M,): n_j . x_i - h_j per pair; top (P,): per pixel its largest offset
@@ -121,24 +152,11 @@ def edge_state(pixel, edge, xp, yp, c, s, h):
     while start < n_pairs:  # the pairs of one pixel are contiguous
         i = pixel[start]
         stop = start
-        # One pass: the largest offset, how often it occurs, the largest below it.
-        first, second, ties = -np.inf, -np.inf, 0
         while stop < n_pairs and pixel[stop] == i:
             j = edge[stop]
-            offset = c[j] * xp[i] + s[j] * yp[i] - h[j]
-            a[stop] = offset
-            if offset > first:
-                second, first, ties = first, offset, 1
-            elif offset == first:
-                ties += 1
-            elif offset > second:
-                second = offset
+            a[stop] = c[j] * xp[i] + s[j] * yp[i] - h[j]
             stop += 1
-        if ties >= 2:
-            second = first
-        for m in range(start, stop):
-            others[m] = second if a[m] == first else first
-        top[i] = first
+        top[i] = _mark_others(a, others, start, stop)
         start = stop
     return a, top, others
 
@@ -148,7 +166,7 @@ def best_moves(pixel, edge, movable, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_wi
     """The best rotation and offset of every edge given the others (the polish's move).
 
     Args:
-        pixel, edge, a: the pairs (`near_pairs`) and their offsets; movable: (M,) bool,
+        pixel, edge, a: the pairs (`near_state`) and their offsets; movable: (M,) bool,
             the pairs whose pixel changes side through this edge alone within
             `lim` + 0.5 px.
         xp, yp, wp: (P,) band pixels and their weights w.
@@ -183,7 +201,7 @@ def best_moves(pixel, edge, movable, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_wi
     for r in range(n_rot):
         for j in range(n_edges):
             hb[r, j] = px[j] * c2[r, j] + py[j] * s2[r, j]
-    hist = np.zeros((n_rot, n_edges, n_bins))
+    hist = np.zeros((n_edges, n_rot, n_bins))  # an edge's rotations side by side
     scale = 1.0 / bin_width
     # Per edge, its rotations' (cos, sin, offset) side by side.
     rotated = np.empty((n_edges, n_rot, 3))
@@ -197,7 +215,7 @@ def best_moves(pixel, edge, movable, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_wi
             for r in range(n_rot):
                 d = x * rotated[j, r, 0] + y * rotated[j, r, 1] - rotated[j, r, 2]
                 k = 0 if d < -lim else min(int((d + lim) * scale) + 1, n_bins - 1)
-                hist[r, j, k] += weight
+                hist[j, r, k] += weight
     rotation = np.zeros(n_edges, np.int64)
     new_h = h.copy()
     gain = np.zeros(n_edges)
@@ -210,7 +228,7 @@ def best_moves(pixel, edge, movable, a, xp, yp, wp, c, s, h, c2, s2, lim, bin_wi
             # never moves inside); the first smallest one, as argmin takes it.
             run, low, low_k = 0.0, np.inf, 0
             for k in range(n_bins - 1):
-                run += hist[r, j, k]
+                run += hist[j, r, k]
                 if run < low:
                     low, low_k = run, k
             g = base[j] - low
@@ -250,6 +268,17 @@ def _inside_sum(wp, top):
 
 
 @njit(cache=True, nogil=True)
+def inside_cost(pixel, edge, xp, yp, wp, c, s, h):
+    """`_inside_sum` of the `edge_state` of the edges c, s, h (the same sum, bit for
+    bit), without the per-pair state: the test of a proposed move."""
+    top = np.full(xp.size, -np.inf)
+    for m in range(pixel.size):
+        i, j = pixel[m], edge[m]
+        top[i] = max(top[i], c[j] * xp[i] + s[j] * yp[i] - h[j])
+    return _inside_sum(wp, top)
+
+
+@njit(cache=True, nogil=True)
 def polish_sweep(xp, yp, wp, th, h, colour, radius, rotations, bin_width, n_bins):
     """One sweep of the polish (`sam_convex.polygon.polish`): every edge takes its best
     move (`best_moves`) given the others, all edges at once; if F gets worse, one
@@ -265,8 +294,7 @@ def polish_sweep(xp, yp, wp, th, h, colour, radius, rotations, bin_width, n_bins
     lim = radius - 0.5
     n_edges = th.size
     c, s = np.cos(th), np.sin(th)
-    pixel, edge = near_pairs(xp, yp, c, s, h, radius + 0.5)
-    a, top, others = edge_state(pixel, edge, xp, yp, c, s, h)
+    pixel, edge, a, top, others = near_state(xp, yp, c, s, h, radius + 0.5)
     cost = _inside_sum(wp, top)
     movable = (others <= 0) & (np.abs(a) < radius)
     groups = np.array([-1, 0, 1, 2])  # -1: all edges at once
@@ -288,12 +316,12 @@ def polish_sweep(xp, yp, wp, th, h, colour, radius, rotations, bin_width, n_bins
             if best[j] > 1e-9:
                 new_th[j], new_h[j] = t2[rot[j], j], h_moved[j]
         new_c, new_s = np.cos(new_th), np.sin(new_th)
-        a2, top2, others2 = edge_state(pixel, edge, xp, yp, new_c, new_s, new_h)
-        new_cost = _inside_sum(wp, top2)
+        new_cost = inside_cost(pixel, edge, xp, yp, wp, new_c, new_s, new_h)
         if new_cost < cost - 1e-9:
             th, h, c, s, cost = new_th, new_h, new_c, new_s, new_cost
-            a, others = a2, others2
-            movable = (others <= 0) & (np.abs(a) < radius)
+            if g < end:  # the next class moves from here
+                a, _, others = edge_state(pixel, edge, xp, yp, c, s, h)
+                movable = (others <= 0) & (np.abs(a) < radius)
         elif group < 0:
             end = 4  # neighbours moved into each other: one class at a time
     return th, h
@@ -305,10 +333,9 @@ def centre_offsets(xp, yp, th, h, radius):
     nearest cut band pixel (`gaps`; membership unchanged; no pixel on a side: the
     edge shifts by at most 0.25 px; if a pixel would change side, h is returned
     unchanged). Returns (h (K,), the smallest |offset| over the (pixel, edge) pairs of
-    `near_pairs(..., radius)`, or `radius` if there are none)."""
+    `near_state(..., radius)`, or `radius` if there are none)."""
     c, s = np.cos(th), np.sin(th)
-    pixel, edge = near_pairs(xp, yp, c, s, h, radius)
-    a, top, others = edge_state(pixel, edge, xp, yp, c, s, h)
+    pixel, edge, a, top, others = near_state(xp, yp, c, s, h, radius)
     kept, cut = gaps(edge, a, others, th.size)
     h2 = h.copy()
     for j in range(th.size):
@@ -386,6 +413,32 @@ def span_difference(outer_lo, outer_hi, inner_lo, inner_hi):
                 rows[m], cols[m] = row, col
                 m += 1
     return rows[:m].copy(), cols[:m].copy()
+
+
+@njit(cache=True, nogil=True)
+def ring_pixels(c, s, h, hh, ww, reach):
+    """The pixels of an (hh, ww) crop inside every edge moved out by `reach` px but not
+    inside every edge moved in by `reach` (`spans` of both; the band of
+    `sam_convex.polygon.band`), row by row: flat indices (M,) int64 and pixel centres
+    x, y (M,) in window-local px (origin at the window's centre)."""
+    outer_lo, outer_hi = spans(c, s, h, hh, ww, -reach)
+    inner_lo, inner_hi = spans(c, s, h, hh, ww, reach)
+    n = 0
+    for row in range(hh):
+        for col in range(outer_lo[row], outer_hi[row] + 1):
+            n += not inner_lo[row] <= col <= inner_hi[row]
+    idx = np.empty(n, np.int64)
+    x = np.empty(n)
+    y = np.empty(n)
+    m = 0
+    for row in range(hh):
+        for col in range(outer_lo[row], outer_hi[row] + 1):
+            if not inner_lo[row] <= col <= inner_hi[row]:
+                idx[m] = row * ww + col
+                x[m] = col + 0.5 - ww / 2
+                y[m] = row + 0.5 - hh / 2
+                m += 1
+    return idx, x, y
 
 
 @njit(cache=True, nogil=True)
@@ -558,8 +611,8 @@ def window_pass(crop, block):
     """Everything the fit reads from an (hh, ww) float32 (or float64) window crop, with
     w = 1 - 2p in float64. The row sums and block sums add in the order numpy's array
     code did (`np.cumsum` along rows; block sums down each block's columns, then
-    `np.sum` across them), so they equal it bit for bit; the sum over fg is read off the
-    row sums run by run along each row (numpy summed it pairwise).
+    `np.sum` across them), so they equal it bit for bit; the sum over fg adds down each
+    column, then across the columns (numpy summed it pairwise).
 
     Returns:
         fg: (hh, ww) uint8, p > 0.5; cum: (hh, ww + 1) row sums of w with a leading 0
@@ -594,23 +647,18 @@ def window_pass(crop, block):
         for col in range(ww):
             run += 1.0 - 2.0 * np.float64(crop[last, col])
             cum[last, col + 1] = run
+    in_fg = np.zeros(ww)  # per column, the sum of w over fg
     for row in range(hh):
         band = columns[row // block]
         for col in range(ww):
-            band[col] += 1.0 - 2.0 * np.float64(crop[row, col])
+            w = 1.0 - 2.0 * np.float64(crop[row, col])
+            band[col] += w
+            in_fg[col] += w if crop[row, col] > 0.5 else 0.0
     for row in range(hh):
         for col in range(ww):
             fg[row, col] = crop[row, col] > 0.5
-    for row in range(hh):  # f_fg: the fg runs of each row, read off the row sums
-        col = 0
-        while col < ww:
-            if fg[row, col]:
-                first = col
-                while col < ww and fg[row, col]:
-                    col += 1
-                f_fg += cum[row, col] - cum[row, first]
-            else:
-                col += 1
+    for col in range(ww):
+        f_fg += in_fg[col]
     sums = np.empty(hb * wb)
     for b in range(hb):
         for k in range(wb):
@@ -647,12 +695,12 @@ def foreground_box(p):
     """The bounding box of {p > 0.5} of an (H, W) float target in one pass: (rows
     r0:r1, cols c0:c1, the number of pixels above 0.5); (0, 0, 0, 0, 0) when none is."""
     height, width = p.shape
-    per_col = np.zeros(width, np.int64)
+    per_col = np.zeros(width, np.int32)  # int32: the loop vectorises twice as wide
     r0, r1, count = height, 0, 0
     for row in range(height):
         in_row = 0
         for col in range(width):
-            above = p[row, col] > 0.5
+            above = np.int32(p[row, col] > 0.5)
             per_col[col] += above
             in_row += above
         if in_row:

@@ -63,7 +63,7 @@ import torch
 
 from sam_convex import loops
 from sam_convex.icnn import ICNN
-from sam_convex.rendering import decide, evaluate, net_weights
+from sam_convex.rendering import decide, evaluate
 
 
 def pixel_weights(p: np.ndarray) -> np.ndarray:
@@ -142,32 +142,39 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
     Returns:
         (th (edges,), h (edges,)) float64, sorted by angle.
     """
-    pts = np.ascontiguousarray(pts, np.float64)
-    hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    hull = cv2.convexHull(np.asarray(pts, np.float32)).reshape(-1, 2).astype(np.float64)
     sides = np.roll(hull, -1, axis=0) - hull
     # numpy's arctan2, not numba's: they differ in the last bit on ~2% of angles.
     normal = np.arctan2(sides[:, 0], -sides[:, 1])  # one of the two normals of each side
-    own = loops.hull_directions(hull, sides, normal, edges)
+    own = loops.hull_directions(hull, sides, normal, edges)  # sorted, in [0, 2 pi)
     uniform = 2 * np.pi * np.arange(edges) / edges
-    gap = np.abs(np.angle(np.exp(1j * (uniform[:, None] - own[None]))))
-    spare = uniform[np.argsort(-gap.min(axis=1, initial=np.pi), kind="stable")[: edges - own.size]]
-    return loops.support_edges(pts, np.concatenate([own, spare]), own.size, grow, HULL_GROW)
+    gap = np.full(edges, np.pi)
+    if own.size:  # the angle to the nearest own direction, one of the two around each
+        after = np.searchsorted(own, uniform)
+        around = own[np.stack([after - 1, after % own.size])]
+        gap = np.minimum(gap, np.abs(np.angle(np.exp(1j * (uniform - around)))).min(0))
+    spare = uniform[np.argsort(-gap, kind="stable")[: edges - own.size]]
+    # The points' support in any direction is their hull's.
+    return loops.support_edges(hull, np.concatenate([own, spare]), own.size, grow, HULL_GROW)
 
 
-def outer_contours(fg: np.ndarray) -> list[np.ndarray]:
-    """The outer contours of an (hh, ww) bool crop's components, largest first (by the
-    area the contour encloses: a ring counts its hole; a 1-px-wide contour has area 0,
-    then the point count decides; ties keep OpenCV's order, so the choice is
-    deterministic), as (P, 2) float64 pixel centres in window-local px."""
+def component_hulls(fg: np.ndarray) -> list[np.ndarray]:
+    """The convex hulls of an (hh, ww) bool crop's components (of their outer contours'
+    pixel centres), largest first (by the area the contour encloses: a ring counts its
+    hole; a 1-px-wide contour has area 0, then the point count decides; ties keep
+    OpenCV's order, so the choice is deterministic), as (V, 2) float64 vertices in
+    window-local px: all the fit needs of a component, since the support of a point
+    set in any direction is its hull's."""
     hh, ww = fg.shape
     contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     sizes = [(cv2.contourArea(c), len(c)) for c in contours]
     order = sorted(range(len(contours)), key=lambda k: sizes[k], reverse=True)  # stable: ties keep the first
-    return [contours[k].reshape(-1, 2).astype(np.float64) + 0.5 - np.array([ww / 2, hh / 2]) for k in order]
+    shift = 0.5 - np.array([ww / 2, hh / 2])
+    return [cv2.convexHull(contours[k]).reshape(-1, 2).astype(np.float64) + shift for k in order]
 
 
 def hull_candidates(parts: list[np.ndarray], hull_edges: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The pocket's hull candidates from the `outer_contours` of {p > 0.5}: {"hull":
+    """The pocket's hull candidates from the `component_hulls` of {p > 0.5}: {"hull":
     the convex hull of {p > 0.5}, "largest_hull": the hull of its largest component
     (only when there are several)}, each as the half-planes (th, h) of `support_polygon`
     with `hull_edges` edges: exactly the hull of the pixel centres when it has at most
@@ -180,18 +187,18 @@ def hull_candidates(parts: list[np.ndarray], hull_edges: int) -> dict[str, tuple
 
 def start_polygon(parts: list[np.ndarray], edges: int, grow: float, cum: np.ndarray, max_parts: int = MAX_PARTS):
     """The start: the hull of the components of a bool crop that are worth covering
-    together (`parts`: its `outer_contours`), circumscribed by `edges` half-planes.
+    together (`parts`: its `component_hulls`), circumscribed by `edges` half-planes.
 
-    From the largest component (`outer_contours`), the next largest components are added one by
-    one while the hull of the union lowers F on the lattice: an object split by an
+    From the largest component, the next largest components are added one by one
+    while the hull of the union lowers F: an object split by an
     occluder is covered whole, a far island or a second object of its own is not. With
     more than `max_parts` components, the hull of all of them is tried last.
 
     Args:
         cum: the crop's row sums of w (`WindowSums.cum`), on which F is measured exactly.
     Returns:
-        (th (K,), h (K,), centre (2,)) float64, centre a point inside (the mean contour
-        point of the chosen components).
+        (th (K,), h (K,), centre (2,)) float64, centre a point inside (the mean hull
+        vertex of the chosen components).
     """
     pts = parts[0]
     th, h = support_polygon(pts, edges, grow)
@@ -265,17 +272,20 @@ def _vertices_iterative(th: np.ndarray, h: np.ndarray):
 
 
 def band(hh: int, ww: int, th: np.ndarray, h: np.ndarray, dist: float, centre=None):
-    """The pixels of an (hh, ww) crop within about `dist` px of the polygon's boundary
-    (a thick outline drawn by OpenCV, a superset), or the whole crop for a degenerate
-    polygon: (flat indices (M,) int64, pixel centres x, y (M,) float64 in crop-local px,
-    row-major), and the mean vertex (a point inside) or None."""
+    """The pixels of an (hh, ww) crop whose centres lie inside every edge moved out by
+    `dist` px but not inside every edge moved in by `dist` (per row, the outer span less
+    the inner one: O(rows x edges), not the crop's area), or the whole crop for a
+    degenerate polygon: (flat indices (M,) int64, pixel centres x, y (M,) float64 in
+    crop-local px, row-major), and the mean vertex (a point inside) or None.
+
+    Every pixel that one edge alone can take in or out by a move of less than `dist` px
+    (|n_j . x - h_j| < dist, the other edges keeping it in) is in the band, next to sharp
+    corners too."""
     v, _ = vertices(th, h, centre)
     if v is None:
         return *loops.band_pixels(np.ones((hh, ww), np.uint8)), None
-    img = np.zeros((hh, ww), np.uint8)
-    pts = np.round((v + [ww / 2 - 0.5, hh / 2 - 0.5]) * 16).astype(np.int32)
-    cv2.polylines(img, [pts], True, 1, int(2 * math.ceil(dist + 0.5) + 1), cv2.LINE_8, 4)
-    return *loops.band_pixels(img), v.mean(0)
+    reach = float(dist) + 1e-9  # beyond the spans' rounding
+    return *loops.ring_pixels(np.cos(th), np.sin(th), np.asarray(h, np.float64), hh, ww, reach), v.mean(0)
 
 
 @dataclass
@@ -393,7 +403,7 @@ def centred(xp, yp, th, h, radius: float) -> Polygon:
 def centred_candidate(th: np.ndarray, h: np.ndarray, hh: int, ww: int, radius: float) -> Polygon:
     """`centred` for a polygon of an (hh, ww) crop that has no band yet (a pocket
     candidate)."""
-    _, xp, yp, _ = band(hh, ww, th, h, radius + 0.5)
+    _, xp, yp, _ = band(hh, ww, th, h, radius)
     return centred(xp, yp, th, h, radius)
 
 
@@ -401,7 +411,7 @@ def centred_candidate(th: np.ndarray, h: np.ndarray, hh: int, ww: int, radius: f
 
 
 def cut_start(parts: list[np.ndarray], lattice: tuple, cum: np.ndarray, edges: int, max_cuts: int):
-    """Start polygon of a crop's `outer_contours` (`start_polygon`), then the greedy
+    """Start polygon of a crop's `component_hulls` (`start_polygon`), then the greedy
     cuts; returns (exact F of the cut polygon, th, h, the start (th, h, centre))."""
     lx, ly, lw, block = lattice
     th, h, centre = start_polygon(parts, edges, GROW, cum)
@@ -435,10 +445,10 @@ def best_start(sums: WindowSums, edges: int, max_cuts: int, parts: list[np.ndarr
     set could, from {p > 0.5} opened by disks of OPEN_RADII x sqrt(area): the opening
     cuts thin bridges (an occluder or a background streak the segmenter glued to the
     object), whose hull would otherwise cover mostly background, beyond what greedy cuts
-    can carve away. `sums`: the crop's `window_sums`; `parts`: `outer_contours(sums.fg)`
+    can carve away. `sums`: the crop's `window_sums`; `parts`: `component_hulls(sums.fg)`
     (computed if None). Returns (th, h, start)."""
     fg, cum = sums.fg, sums.cum
-    parts = outer_contours(fg) if parts is None else parts
+    parts = component_hulls(fg) if parts is None else parts
     best = cut_start(parts, sums.lattice, cum, edges, max_cuts)
     if best[0] <= OPEN_BELOW * sums.f_fg:
         return best[1:]
@@ -446,7 +456,7 @@ def best_start(sums: WindowSums, edges: int, max_cuts: int, parts: list[np.ndarr
     for size in disk_sizes:
         opened = open_disk(fg, size)
         if opened.any():
-            found = cut_start(outer_contours(opened), sums.lattice, cum, edges, max_cuts)
+            found = cut_start(component_hulls(opened), sums.lattice, cum, edges, max_cuts)
             best = min(best, found, key=lambda found: found[0])
     return best[1:]
 
@@ -503,12 +513,12 @@ def fit_window(
     crop = np.ascontiguousarray(crop)
     hh, ww = crop.shape
     sums = window_sums(crop, CUT_GRID)
-    parts = outer_contours(sums.fg)
+    parts = component_hulls(sums.fg)
     th, h, start = best_start(sums, edges, max_cuts, parts)
     centre = start[2]
     flat = crop.ravel()
     for k in range(max(1, sweeps)):
-        idx, xp, yp, centre = band(hh, ww, th, h, radius + 0.5, centre)
+        idx, xp, yp, centre = band(hh, ww, th, h, radius, centre)
         rotations = np.asarray(ROTATIONS) * ROTATION_SCALES[min(k, len(ROTATION_SCALES) - 1)]
         th2, h2 = polish(xp, yp, pixel_weights(flat[idx]), th, h, radius, rotations, BIN_WIDTH)
         moved = not (np.array_equal(th2, th) and np.array_equal(h2, h))
@@ -533,45 +543,72 @@ def fit_target(
     return PolygonFit("polygon", window, *fit_window(p[r0:r1, c0:c1], edges, max_cuts, radius, sweeps, hull_edges))
 
 
-def polygons_to_icnn(polygons: list[Polygon | str | None], windows: torch.Tensor, width: int, sharpness: float) -> ICNN:
-    """A batch of depth-2 ICNNs, net i = {G <= 0} of polygons[i] in window i's [-1, 1]
-    coordinates: a `Polygon` (edges in window-local px), None (the empty set) or "full".
+def polygon_layers(poly: Polygon | str | None, window, width: int, sharpness: float) -> tuple:
+    """One net of `polygons_to_icnn`, float64, in `ICNN.from_weights`' shapes without the
+    batch axis: (w_x (2, 2, width), b (2, 1, width), w_z (1, width, width), w_out_z
+    (width, 1), w_out_x (2, 1), b_out (1, 1)). `poly`: a `Polygon` (edges in
+    window-local px), None (the empty set) or "full"; window (x0, y0, x1, y1) px.
 
     Raises:
         ValueError: a polygon with more than 2 * width - 1 edges.
     """
-    n = len(polygons)
-    w_x, b = np.zeros((2, n, 2, width)), np.zeros((2, n, 1, width))
-    w_z, w_out_z, b_out = np.zeros((1, n, width, width)), np.zeros((n, width, 1)), np.zeros((n, 1, 1))
-    for i, poly in enumerate(polygons):
-        if not isinstance(poly, Polygon):
-            b_out[i] = sharpness if poly is None else -sharpness
-            continue
-        k = poly.th.size
-        if k > 2 * width - 1:
-            raise ValueError(f"a polygon of {k} edges needs width >= {(k + 2) // 2}, got {width}")
-        x0, y0, x1, y1 = (float(v) for v in windows[i])
-        nx, ny = np.cos(poly.th) * (x1 - x0) / 2, np.sin(poly.th) * (y1 - y0) / 2  # px per window unit
-        k1, rest = min(k, width), k - min(k, width)
-        w_x[0, i, 0, :k1], w_x[0, i, 1, :k1], b[0, i, 0, :k1] = nx[:k1], ny[:k1], -poly.h[:k1]
-        b[0, i, 0, k1:] = -1.0  # unused first-layer units: relu(-1) = 0
-        w_z[0, i, :k1, 0] = 1.0
-        w_x[1, i, 0, 1 : 1 + rest], w_x[1, i, 1, 1 : 1 + rest] = nx[k1:], ny[k1:]
-        b[1, i, 0, 1 : 1 + rest] = -poly.h[k1:]
-        w_out_z[i, : 1 + rest, 0] = sharpness / poly.eps
-        b_out[i] = -sharpness
-    net = ICNN.from_weights(w_x, b, w_z, w_out_z, np.zeros((n, 2, 1)), b_out)
+    w_x, b = np.zeros((2, 2, width)), np.zeros((2, 1, width))
+    w_z, w_out_z, w_out_x, b_out = np.zeros((1, width, width)), np.zeros((width, 1)), np.zeros((2, 1)), np.zeros((1, 1))
+    if not isinstance(poly, Polygon):
+        b_out[0, 0] = sharpness if poly is None else -sharpness
+        return w_x, b, w_z, w_out_z, w_out_x, b_out
+    k = poly.th.size
+    if k > 2 * width - 1:
+        raise ValueError(f"a polygon of {k} edges needs width >= {(k + 2) // 2}, got {width}")
+    x0, y0, x1, y1 = (float(v) for v in window)
+    nx, ny = np.cos(poly.th) * (x1 - x0) / 2, np.sin(poly.th) * (y1 - y0) / 2  # px per window unit
+    k1, rest = min(k, width), k - min(k, width)
+    w_x[0, 0, :k1], w_x[0, 1, :k1], b[0, 0, :k1] = nx[:k1], ny[:k1], -poly.h[:k1]
+    b[0, 0, k1:] = -1.0  # unused first-layer units: relu(-1) = 0
+    w_z[0, :k1, 0] = 1.0
+    w_x[1, 0, 1 : 1 + rest], w_x[1, 1, 1 : 1 + rest] = nx[k1:], ny[k1:]
+    b[1, 0, 1 : 1 + rest] = -poly.h[k1:]
+    w_out_z[: 1 + rest, 0] = sharpness / poly.eps
+    b_out[0, 0] = -sharpness
+    return w_x, b, w_z, w_out_z, w_out_x, b_out
+
+
+def polygons_to_icnn(polygons: list[Polygon | str | None], windows: torch.Tensor, width: int, sharpness: float) -> ICNN:
+    """A batch of depth-2 ICNNs, net i = {G <= 0} of polygons[i] in window i's [-1, 1]
+    coordinates (`polygon_layers`).
+
+    Raises:
+        ValueError: a polygon with more than 2 * width - 1 edges.
+    """
+    layers = [polygon_layers(poly, windows[i], width, sharpness) for i, poly in enumerate(polygons)]
+    batched = (np.stack(arrays, axis) for arrays, axis in zip(zip(*layers), (1, 1, 1, 0, 0, 0)))
+    net = ICNN.from_weights(*batched)
     assert net.satisfies_constraint()
     return net
 
 
-def render_polygon_masks(net: ICNN, polygons: list, windows: torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) bool masks {G_n <= 0} of `polygons_to_icnn` nets at the fitted
-    resolution, in O(rows x edges) per mask: per pixel row, the polygon's span from the
-    float64 edges; pixels within a rounding margin of the span's ends are decided by
-    evaluating G itself, as `sam_convex.rendering` does."""
-    height, width = image_size
-    masks = np.zeros((net.num_nets, height, width), bool)
+def layer_weights(layers: tuple) -> tuple:
+    """`polygon_layers` as `rendering.net_weights` returns a net's: rounded to float32
+    (what the ICNN holds), as float64."""
+
+    def f(a):
+        return a.astype(np.float32).astype(np.float64)
+
+    w_x, b, w_z, w_out_z, w_out_x, b_out = layers
+    per_layer_w_x, per_layer_b = [f(w_x[0]), f(w_x[1])], [f(b[0, 0]), f(b[1, 0])]
+    return per_layer_w_x, per_layer_b, [f(w_z[0])], f(w_out_z[:, 0]), f(w_out_x[:, 0]), float(f(b_out[0, 0]))
+
+
+def render_polygon_masks(
+    polygons: list, windows: torch.Tensor, image_size: tuple[int, int], width: int, sharpness: float
+) -> np.ndarray:
+    """(N, H, W) bool masks {G_n <= 0} of the `polygons_to_icnn` nets (width, sharpness)
+    at the fitted resolution, in O(rows x edges) per mask, without building the nets:
+    per pixel row, the polygon's span from the float64 edges; pixels within a rounding
+    margin of the span's ends are decided by evaluating G itself on the float32
+    weights, as `sam_convex.rendering` does."""
+    height, image_width = image_size
+    masks = np.zeros((len(polygons), height, image_width), bool)
     for i, poly in enumerate(polygons):
         x0, y0, x1, y1 = (round(float(v)) for v in windows[i])
         if poly is None:
@@ -588,5 +625,6 @@ def render_polygon_masks(net: ICNN, polygons: list, windows: torch.Tensor, image
         rr, cc = loops.span_difference(*outer, *inner)
         if rr.size:
             u = np.stack([(cc + 0.5) * (2 / ww) - 1, (rr + 0.5) * (2 / hh) - 1], 1)
-            crop[rr, cc] = decide(evaluate(net_weights(net, i), u))
+            weights = layer_weights(polygon_layers(poly, windows[i], width, sharpness))
+            crop[rr, cc] = decide(evaluate(weights, u))
     return masks

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -155,7 +155,9 @@ class ConvexFit:
         losses: (N,) float32 numpy, the hard distance mean_x (p(x) - mask(x))^2 of each
             target to its returned mask, over the target's pixels.
         windows: (N, 4) float32 tensor, fit windows (x0, y0, x1, y1) in pixels.
-        net: the fitted `ICNN` batch (constraint satisfied), in window coordinates, CPU.
+        net: the fitted `ICNN` batch (constraint satisfied), in window coordinates, CPU;
+            built on first access where the fit can build it (pass `_build_net`, a
+            function of no arguments, instead of `net`).
         image_size: (H, W) of the fitted targets.
         details: what the projector reports per fit (e.g. polygon edges, Adam steps).
         logits, probs: (N, H, W) float32 tensors -G_n and sigmoid(-G_n) (`OUTSIDE_LOGIT`
@@ -174,12 +176,19 @@ class ConvexFit:
     masks: torch.Tensor
     losses: np.ndarray
     windows: torch.Tensor
-    net: ICNN
+    _net: ICNN | None = field(repr=False)
     image_size: tuple[int, int]
     details: dict = field(default_factory=dict)
     shapes: list | None = field(default=None, repr=False)
+    _build_net: Callable[[], ICNN] | None = field(default=None, repr=False)
     _logits: torch.Tensor | None = field(default=None, repr=False)
     _polygons: list[np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def net(self) -> ICNN:
+        if self._net is None:
+            self._net = self._build_net()
+        return self._net
 
     @property
     def logits(self) -> torch.Tensor:
@@ -330,8 +339,7 @@ class ConvexProjector:
         fits = [PolygonFit(kind, window, *fitted.get(i, ())) for i, (kind, window) in enumerate(kinds)]
         windows = torch.tensor([[c0, r0, c1, r1] for r0, r1, c0, c1 in (f.window for f in fits)], dtype=torch.float32)
         polygons = [{"empty": None, "full": "full"}.get(f.kind, f.polygon) for f in fits]
-        net = polygons_to_icnn(polygons, windows, self.width, self.sharpness)
-        masks = render_polygon_masks(net, polygons, windows, (height, width))
+        masks = render_polygon_masks(polygons, windows, (height, width), self.width, self.sharpness)
         choice = np.array([f.choice for f in fits], np.int64)
         masks = torch.from_numpy(masks)
         edges = np.array([p.th.size if isinstance(p, Polygon) else 0 for p in polygons])
@@ -339,10 +347,12 @@ class ConvexProjector:
             masks=masks.to(device),
             losses=hard_distances(probs, masks, [f.window for f in fits]),
             windows=windows,
-            net=net,
+            _net=None,
             image_size=(height, width),
             details={"edges": edges, "choice": choice},
             shapes=polygons,
+            # Built on first access: most callers want the masks alone.
+            _build_net=functools.partial(polygons_to_icnn, polygons, windows, self.width, self.sharpness),
         )
 
 

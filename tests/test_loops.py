@@ -53,15 +53,18 @@ def test_span_difference_lists_the_ring_in_nonzero_order():
     assert np.array_equal(np.stack([rows, found]), np.stack(np.nonzero(ring)))
 
 
-def test_pairs_and_state_match_the_dense_offsets():
+@pytest.mark.parametrize("k", [12, 70])  # 70: more edges than a word has bits
+def test_pairs_and_state_match_the_dense_offsets(k):
     rng = np.random.default_rng(1)
-    th, h = random_polygon(rng, k=12)
+    th, h = random_polygon(rng, k=k)
     x, y = pixel_centres(40, 44)
     c, s = np.cos(th), np.sin(th)
     dense = c[None] * x[:, None] + s[None] * y[:, None] - h[None]  # (P, K)
-    pixel, edge = loops.near_pairs(x, y, c, s, h, 3.5)
+    pixel, edge, a, top, others = loops.near_state(x, y, c, s, h, 3.5)
     assert np.array_equal(np.stack([pixel, edge]), np.stack(np.nonzero(dense > -3.5)))
-    a, top, others = loops.edge_state(pixel, edge, x, y, c, s, h)
+    # the state found with the pairs is edge_state's, bit for bit
+    for got, want in zip((a, top, others), loops.edge_state(pixel, edge, x, y, c, s, h)):
+        assert np.array_equal(got, want)
     assert np.allclose(a, dense[pixel, edge])
     near = np.where(dense > -3.5, dense, -np.inf)
     assert np.allclose(top, near.max(1))
@@ -73,8 +76,7 @@ def test_pairs_and_state_match_the_dense_offsets():
 def offset_moves(x, y, w, th, h, radius=3.0):
     """`loops.best_moves` without rotations, every movable pair: (new h (K,), gain (K,))."""
     c, s = np.cos(th), np.sin(th)
-    pixel, edge = loops.near_pairs(x, y, c, s, h, radius + 0.5)
-    a, _, others = loops.edge_state(pixel, edge, x, y, c, s, h)
+    pixel, edge, a, _, others = loops.near_state(x, y, c, s, h, radius + 0.5)
     movable = (others <= 0) & (np.abs(a) < radius)
     n_bins = int(np.ceil(2 * (radius - 0.5) / 0.05)) + 2
     _, new_h, gain = loops.best_moves(
@@ -106,8 +108,7 @@ def test_gaps_are_the_nearest_kept_and_cut_pixels_per_edge():
     th, h = random_polygon(rng, k=7)
     x, y = pixel_centres(50, 50)
     c, s = np.cos(th), np.sin(th)
-    pixel, edge = loops.near_pairs(x, y, c, s, h, 3.0)
-    a, _, others = loops.edge_state(pixel, edge, x, y, c, s, h)
+    _, edge, a, _, others = loops.near_state(x, y, c, s, h, 3.0)
     kept, cut = loops.gaps(edge, a, others, th.size)
     for j in range(th.size):
         own = (edge == j) & (others <= 0)
@@ -258,7 +259,7 @@ def test_band_pixels_are_the_set_pixels_row_by_row():
 
 def point_sets():
     """Contour-like point sets: blobs, many-sided hulls, a segment, a point, collinear
-    and repeated points (pixel centres, as `outer_contours` returns them)."""
+    and repeated points (pixel centres, as contours hold them)."""
     rng = np.random.default_rng(11)
     found = []
     for k in range(12):
@@ -319,3 +320,36 @@ def test_a_float64_target_is_read_in_float64():
     assert polygon.target_window(p) == ("polygon", (5, 9, 4, 20))
     sums = polygon.window_sums(p[5:9, 4:20], 64)
     assert sums.fg.all() and np.array_equal(sums.cum, row_sums(polygon.pixel_weights(p[5:9, 4:20])))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_band_holds_every_pixel_one_edge_can_move(seed):
+    """A pixel that one edge alone takes in or out by a move of less than dist px is in
+    the band, next to sharp corners too; pixels farther than dist inside or outside
+    every edge are not (the band costs the boundary, not the crop)."""
+    rng = np.random.default_rng(seed)
+    th = np.sort(rng.uniform(0, 2 * np.pi, 5 + seed))
+    th[1] = th[0] + 0.25  # a sharp corner
+    h = rng.uniform(10, 25, th.size)
+    hh, ww, dist = 70, 90, 3.0
+    idx, xp, yp, _ = polygon.band(hh, ww, th, h, dist, None)
+    x, y = pixel_centres(hh, ww)
+    dense = np.cos(th)[None] * x[:, None] + np.sin(th)[None] * y[:, None] - h[None]  # (P, K)
+    top = dense.max(1)
+    others = np.stack([np.delete(dense, j, 1).max(1) for j in range(th.size)], 1)
+    movable = ((np.abs(dense) < dist) & (others <= 0)).any(1)
+    assert movable.sum() > 100 and np.isin(np.flatnonzero(movable), idx).all()
+    assert np.array_equal(np.sort(idx), idx) and np.array_equal(xp, x[idx]) and np.array_equal(yp, y[idx])
+    assert (top[idx] <= dist + 1e-6).all() and (top[idx] > -dist - 1e-6).all()
+
+
+def test_inside_cost_is_the_sum_over_the_state_bit_for_bit():
+    rng = np.random.default_rng(9)
+    th, h = random_polygon(rng, k=10)
+    x, y = pixel_centres(50, 50)
+    w = rng.normal(size=x.size)
+    c, s = np.cos(th), np.sin(th)
+    pixel, edge, *_ = loops.near_state(x, y, c, s, h, 3.5)
+    h2 = h + rng.uniform(-1, 1, h.size)  # a proposed move
+    _, top, _ = loops.edge_state(pixel, edge, x, y, c, s, h2)
+    assert loops.inside_cost(pixel, edge, x, y, w, c, s, h2) == loops._inside_sum(w, top)
