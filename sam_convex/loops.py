@@ -398,21 +398,36 @@ def fill_spans(out, lo, hi):
 
 
 @njit(cache=True, nogil=True)
+def _outside_inner(outer_lo, outer_hi, inner_lo, inner_hi, row):
+    """Row `row`'s columns of the outer span left and right of the inner one: (a, b, c,
+    d), columns a..b and c..d (each empty when its end is before its start)."""
+    lo, hi = outer_lo[row], outer_hi[row]
+    if inner_lo[row] > inner_hi[row]:  # no inner span: the whole outer one
+        return lo, hi, hi + 1, hi
+    return lo, min(hi, inner_lo[row] - 1), max(lo, inner_hi[row] + 1), hi
+
+
+@njit(cache=True, nogil=True)
 def span_difference(outer_lo, outer_hi, inner_lo, inner_hi):
     """The pixels in the outer spans but not in the inner ones, row by row as
-    `np.nonzero` lists them: (rows (M,) int64, cols (M,) int64)."""
+    `np.nonzero` lists them: (rows (M,) int64, cols (M,) int64). Costs the pixels
+    listed, not the spans."""
     n = 0
     for row in range(outer_lo.size):
-        n += max(outer_hi[row] - outer_lo[row] + 1, 0)
+        a, b, c, d = _outside_inner(outer_lo, outer_hi, inner_lo, inner_hi, row)
+        n += max(b - a + 1, 0) + max(d - c + 1, 0)
     rows = np.empty(n, np.int64)
     cols = np.empty(n, np.int64)
     m = 0
     for row in range(outer_lo.size):
-        for col in range(outer_lo[row], outer_hi[row] + 1):
-            if not inner_lo[row] <= col <= inner_hi[row]:
-                rows[m], cols[m] = row, col
-                m += 1
-    return rows[:m].copy(), cols[:m].copy()
+        a, b, c, d = _outside_inner(outer_lo, outer_hi, inner_lo, inner_hi, row)
+        for col in range(a, b + 1):
+            rows[m], cols[m] = row, col
+            m += 1
+        for col in range(c, d + 1):
+            rows[m], cols[m] = row, col
+            m += 1
+    return rows, cols
 
 
 @njit(cache=True, nogil=True)
@@ -421,23 +436,14 @@ def ring_pixels(c, s, h, hh, ww, reach):
     inside every edge moved in by `reach` (`spans` of both; the band of
     `sam_convex.polygon.band`), row by row: flat indices (M,) int64 and pixel centres
     x, y (M,) in window-local px (origin at the window's centre)."""
-    outer_lo, outer_hi = spans(c, s, h, hh, ww, -reach)
-    inner_lo, inner_hi = spans(c, s, h, hh, ww, reach)
-    n = 0
-    for row in range(hh):
-        for col in range(outer_lo[row], outer_hi[row] + 1):
-            n += not inner_lo[row] <= col <= inner_hi[row]
-    idx = np.empty(n, np.int64)
-    x = np.empty(n)
-    y = np.empty(n)
-    m = 0
-    for row in range(hh):
-        for col in range(outer_lo[row], outer_hi[row] + 1):
-            if not inner_lo[row] <= col <= inner_hi[row]:
-                idx[m] = row * ww + col
-                x[m] = col + 0.5 - ww / 2
-                y[m] = row + 0.5 - hh / 2
-                m += 1
+    rows, cols = span_difference(*spans(c, s, h, hh, ww, -reach), *spans(c, s, h, hh, ww, reach))
+    idx = np.empty(rows.size, np.int64)
+    x = np.empty(rows.size)
+    y = np.empty(rows.size)
+    for m in range(rows.size):
+        idx[m] = rows[m] * ww + cols[m]
+        x[m] = cols[m] + 0.5 - ww / 2
+        y[m] = rows[m] + 0.5 - hh / 2
     return idx, x, y
 
 

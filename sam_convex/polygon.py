@@ -166,7 +166,9 @@ def component_hulls(fg: np.ndarray) -> list[np.ndarray]:
     window-local px: all the fit needs of a component, since the support of a point
     set in any direction is its hull's."""
     hh, ww = fg.shape
-    contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # A uint8 view, not a copy: OpenCV's findContours leaves its input alone.
+    image = np.ascontiguousarray(fg, bool).view(np.uint8)
+    contours, _ = cv2.findContours(image, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     sizes = [(cv2.contourArea(c), len(c)) for c in contours]
     order = sorted(range(len(contours)), key=lambda k: sizes[k], reverse=True)  # stable: ties keep the first
     shift = 0.5 - np.array([ww / 2, hh / 2])

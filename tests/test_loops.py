@@ -353,3 +353,17 @@ def test_inside_cost_is_the_sum_over_the_state_bit_for_bit():
     h2 = h + rng.uniform(-1, 1, h.size)  # a proposed move
     _, top, _ = loops.edge_state(pixel, edge, x, y, c, s, h2)
     assert loops.inside_cost(pixel, edge, x, y, w, c, s, h2) == loops._inside_sum(w, top)
+
+
+def test_span_difference_lists_the_outer_spans_less_the_inner_ones():
+    """Against dense rows, with inner spans inside, across, beside and without the outer."""
+    rng = np.random.default_rng(13)
+    rows, ww = 400, 30
+    spans = rng.integers(-2, ww + 2, (4, rows))
+    outer_lo, outer_hi, inner_lo, inner_hi = spans
+    found = loops.span_difference(outer_lo, outer_hi, inner_lo, inner_hi)
+    cols = np.arange(-2, ww + 2)[None]
+    dense = (cols >= outer_lo[:, None]) & (cols <= outer_hi[:, None])
+    dense &= ~((cols >= inner_lo[:, None]) & (cols <= inner_hi[:, None]))
+    r, k = np.nonzero(dense)
+    assert np.array_equal(found[0], r) and np.array_equal(found[1], k - 2)
