@@ -81,14 +81,16 @@ def near_state(xp, yp, c, s, h, reach):
     for i in range(n_px):
         word = bits[i]
         start = m
+        first, second, ties = -np.inf, -np.inf, 0
         while word:  # one step per set bit, lowest first
             j = trailing_zeros(word)
             pixel[m], edge[m] = i, j
             a[m] = c[j] * xp[i] + s[j] * yp[i] - h[j]  # as edge_state computes it
+            first, second, ties = _top_two(a[m], first, second, ties)
             m += 1
             word &= word - np.uint64(1)
-        if m > start:
-            top[i] = _mark_others(a, others, start, m)
+        _mark_others(a, others, start, m, first, second, ties)
+        top[i] = first
     return pixel, edge, a, top, others
 
 
@@ -113,25 +115,28 @@ def _near_pairs_counted(xp, yp, c, s, h, reach):
     return pixel, edge
 
 
-@njit(cache=True, nogil=True)
-def _mark_others(a, others, start, stop):
-    """For the pairs start:stop of one pixel with offsets `a`: others[m] = the largest
-    offset of the pixel's other pairs (a tie at the top counts as another; -inf if
-    none). Returns the pixel's largest offset."""
-    first, second, ties = -np.inf, -np.inf, 0
-    for m in range(start, stop):  # one pass: the largest, how often, the largest below
-        offset = a[m]
-        if offset > first:
-            second, first, ties = first, offset, 1
-        elif offset == first:
-            ties += 1
-        elif offset > second:
-            second = offset
+@njit(inline="always")
+def _top_two(offset, first, second, ties):
+    """One offset of a pixel's pairs into (its largest offset, how often it occurs, the
+    largest below it)."""
+    if offset > first:
+        return offset, first, 1
+    if offset == first:
+        return first, second, ties + 1
+    if offset > second:
+        return first, offset, ties
+    return first, second, ties
+
+
+@njit(inline="always")
+def _mark_others(a, others, start, stop, first, second, ties):
+    """others[m] for the pairs start:stop of one pixel (offsets a; their `_top_two`):
+    the largest offset of the pixel's other pairs (a tie at the top counts as another;
+    -inf if none)."""
     if ties >= 2:
         second = first
     for m in range(start, stop):
         others[m] = second if a[m] == first else first
-    return first
 
 
 @njit(cache=True, nogil=True)
@@ -152,11 +157,14 @@ def edge_state(pixel, edge, xp, yp, c, s, h):
     while start < n_pairs:  # the pairs of one pixel are contiguous
         i = pixel[start]
         stop = start
+        first, second, ties = -np.inf, -np.inf, 0
         while stop < n_pairs and pixel[stop] == i:
             j = edge[stop]
             a[stop] = c[j] * xp[i] + s[j] * yp[i] - h[j]
+            first, second, ties = _top_two(a[stop], first, second, ties)
             stop += 1
-        top[i] = _mark_others(a, others, start, stop)
+        _mark_others(a, others, start, stop, first, second, ties)
+        top[i] = first
         start = stop
     return a, top, others
 

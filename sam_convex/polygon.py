@@ -143,7 +143,7 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
         (th (edges,), h (edges,)) float64, sorted by angle.
     """
     hull = cv2.convexHull(np.asarray(pts, np.float32)).reshape(-1, 2).astype(np.float64)
-    sides = np.roll(hull, -1, axis=0) - hull
+    sides = np.concatenate([hull[1:], hull[:1]]) - hull  # each vertex to the next
     # numpy's arctan2, not numba's: they differ in the last bit on ~2% of angles.
     normal = np.arctan2(sides[:, 0], -sides[:, 1])  # one of the two normals of each side
     own = loops.hull_directions(hull, sides, normal, edges)  # sorted, in [0, 2 pi)
