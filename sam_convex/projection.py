@@ -337,7 +337,10 @@ class ConvexProjector:
         crops = [p_all[i][slice(*kinds[i][1][:2]), slice(*kinds[i][1][2:])] for i in todo]
         fitted = dict(zip(todo, map_ordered(self._fit_window, crops, self.workers)))
         fits = [PolygonFit(kind, window, *fitted.get(i, ())) for i, (kind, window) in enumerate(kinds)]
-        windows = torch.tensor([[c0, r0, c1, r1] for r0, r1, c0, c1 in (f.window for f in fits)], dtype=torch.float32)
+        # Through numpy: torch.tensor of a nested list took 60-75 us.
+        windows = torch.from_numpy(
+            np.array([[c0, r0, c1, r1] for r0, r1, c0, c1 in (f.window for f in fits)], np.float32)
+        )
         polygons = [{"empty": None, "full": "full"}.get(f.kind, f.polygon) for f in fits]
         masks = render_polygon_masks(polygons, windows, (height, width), self.width, self.sharpness)
         choice = np.array([f.choice for f in fits], np.int64)
