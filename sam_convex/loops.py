@@ -682,9 +682,9 @@ def window_pass(crop, block):
 
 @njit(cache=True, nogil=True)
 def band_pixels(drawn):
-    """The pixels set in an (hh, ww) uint8 image (the band `sam_convex.polygon.band`
-    draws), row by row: flat indices (M,) int64 and pixel centres x, y (M,) in
-    window-local px (origin at the window's centre)."""
+    """The pixels set in an (hh, ww) uint8 image (`sam_convex.polygon.band` passes the
+    whole crop for a degenerate polygon), row by row: flat indices (M,) int64 and pixel
+    centres x, y (M,) in window-local px (origin at the window's centre)."""
     hh, ww = drawn.shape
     n = 0
     for row in range(hh):
