@@ -681,30 +681,6 @@ def window_pass(crop, block):
 
 
 @njit(cache=True, nogil=True)
-def band_pixels(drawn):
-    """The pixels set in an (hh, ww) uint8 image (`sam_convex.polygon.band` passes the
-    whole crop for a degenerate polygon), row by row: flat indices (M,) int64 and pixel
-    centres x, y (M,) in window-local px (origin at the window's centre)."""
-    hh, ww = drawn.shape
-    n = 0
-    for row in range(hh):
-        for col in range(ww):
-            n += drawn[row, col] != 0
-    idx = np.empty(n, np.int64)
-    x = np.empty(n)
-    y = np.empty(n)
-    m = 0
-    for row in range(hh):
-        for col in range(ww):
-            if drawn[row, col]:
-                idx[m] = row * ww + col
-                x[m] = col + 0.5 - ww / 2
-                y[m] = row + 0.5 - hh / 2
-                m += 1
-    return idx, x, y
-
-
-@njit(cache=True, nogil=True)
 def foreground_box(p):
     """The bounding box of {p > 0.5} of an (H, W) float target in one pass: (rows
     r0:r1, cols c0:c1, the number of pixels above 0.5); (0, 0, 0, 0, 0) when none is."""

@@ -63,7 +63,7 @@ import torch
 
 from sam_convex import loops
 from sam_convex.icnn import ICNN
-from sam_convex.rendering import decide, evaluate
+from sam_convex.rendering import decide, evaluate, layer_weights
 
 
 def pixel_weights(p: np.ndarray) -> np.ndarray:
@@ -148,11 +148,11 @@ def support_polygon(pts: np.ndarray, edges: int, grow: float) -> tuple[np.ndarra
     normal = np.arctan2(sides[:, 0], -sides[:, 1])  # one of the two normals of each side
     own = loops.hull_directions(hull, sides, normal, edges)  # sorted, in [0, 2 pi)
     uniform = 2 * np.pi * np.arange(edges) / edges
-    gap = np.full(edges, np.pi)
-    if own.size:  # the angle to the nearest own direction, one of the two around each
+    gap = np.full(edges, np.pi)  # the angle to the nearest own direction, one of the two around each
+    if own.size:
         after = np.searchsorted(own, uniform)
         around = own[np.stack([after - 1, after % own.size])]
-        gap = np.minimum(gap, np.abs(np.angle(np.exp(1j * (uniform - around)))).min(0))
+        gap = np.abs(np.angle(np.exp(1j * (uniform - around)))).min(0)
     spare = uniform[np.argsort(-gap, kind="stable")[: edges - own.size]]
     # The points' support in any direction is their hull's.
     return loops.support_edges(hull, np.concatenate([own, spare]), own.size, grow, HULL_GROW)
@@ -285,7 +285,8 @@ def band(hh: int, ww: int, th: np.ndarray, h: np.ndarray, dist: float, centre=No
     corners too."""
     v, _ = vertices(th, h, centre)
     if v is None:
-        return *loops.band_pixels(np.ones((hh, ww), np.uint8)), None
+        idx = np.arange(hh * ww)
+        return idx, idx % ww + 0.5 - ww / 2, idx // ww + 0.5 - hh / 2, None
     reach = float(dist) + 1e-9  # beyond the spans' rounding
     return *loops.ring_pixels(np.cos(th), np.sin(th), np.asarray(h, np.float64), hh, ww, reach), v.mean(0)
 
@@ -591,18 +592,6 @@ def polygons_to_icnn(polygons: list[Polygon | str | None], windows: torch.Tensor
     return net
 
 
-def layer_weights(layers: tuple) -> tuple:
-    """`polygon_layers` as `rendering.net_weights` returns a net's: rounded to float32
-    (what the ICNN holds), as float64."""
-
-    def f(a):
-        return a.astype(np.float32).astype(np.float64)
-
-    w_x, b, w_z, w_out_z, w_out_x, b_out = layers
-    per_layer_w_x, per_layer_b = [f(w_x[0]), f(w_x[1])], [f(b[0, 0]), f(b[1, 0])]
-    return per_layer_w_x, per_layer_b, [f(w_z[0])], f(w_out_z[:, 0]), f(w_out_x[:, 0]), float(f(b_out[0, 0]))
-
-
 def render_polygon_masks(
     polygons: list, windows: torch.Tensor, image_size: tuple[int, int], width: int, sharpness: float
 ) -> np.ndarray:
@@ -630,6 +619,6 @@ def render_polygon_masks(
         rr, cc = loops.span_difference(*outer, *inner)
         if rr.size:
             u = np.stack([(cc + 0.5) * (2 / ww) - 1, (rr + 0.5) * (2 / hh) - 1], 1)
-            weights = layer_weights(polygon_layers(poly, boxes[i], width, sharpness))
+            weights = layer_weights(*polygon_layers(poly, boxes[i], width, sharpness))
             crop[rr, cc] = decide(evaluate(weights, u))
     return masks

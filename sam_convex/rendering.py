@@ -31,22 +31,33 @@ OUTSIDE_LOGIT = -30.0
 CHUNK_POINTS = 1 << 16  # points per evaluation chunk of `render_logits`
 
 
-def net_weights(net: ICNN, i: int) -> tuple:
-    """float64 numpy copies of net i's float32 weights: (w_x list of (2, h), b list of
-    (h,), w_z list of (h, h), w_out_z (h,), w_out_x (2,), b_out float)."""
+def layer_weights(
+    w_x: np.ndarray, b: np.ndarray, w_z: np.ndarray, w_out_z: np.ndarray, w_out_x: np.ndarray, b_out: np.ndarray
+) -> tuple:
+    """One net's weights, in `ICNN.from_weights`' shapes without the batch axis (w_x
+    (depth, 2, h), b (depth, 1, h), w_z (depth - 1, h, h), w_out_z (h, 1), w_out_x
+    (2, 1), b_out (1, 1)), as `evaluate` takes them: rounded to float32 (what an ICNN
+    holds), as float64 numpy: (w_x list of (2, h), b list of (h,), w_z list of (h, h),
+    w_out_z (h,), w_out_x (2,), b_out float)."""
 
-    def f(t):
-        return t.detach().cpu().double().numpy()
+    def f(a):
+        return np.asarray(a, np.float32).astype(np.float64)
 
-    d = net.depth
+    depth = len(w_x)
     return (
-        [f(net.w_x[k, i]) for k in range(d)],
-        [f(net.b[k, i, 0]) for k in range(d)],
-        [f(net.w_z[k, i]) for k in range(d - 1)],
-        f(net.w_out_z[i, :, 0]),
-        f(net.w_out_x[i, :, 0]),
-        float(net.b_out[i, 0, 0].detach()),
+        [f(w_x[k]) for k in range(depth)],
+        [f(b[k][0]) for k in range(depth)],
+        [f(w_z[k]) for k in range(depth - 1)],
+        f(w_out_z)[:, 0],
+        f(w_out_x)[:, 0],
+        float(f(b_out)[0, 0]),
     )
+
+
+def net_weights(net: ICNN, i: int) -> tuple:
+    """Net i's weights as `evaluate` takes them (`layer_weights`)."""
+    arrays = (net.w_x[:, i], net.b[:, i], net.w_z[:, i], net.w_out_z[i], net.w_out_x[i], net.b_out[i])
+    return layer_weights(*(t.detach().cpu().numpy() for t in arrays))
 
 
 def evaluate(weights: tuple, u: np.ndarray) -> np.ndarray:

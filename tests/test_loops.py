@@ -250,13 +250,6 @@ def test_masked_weight_sum_is_numpys_sum_of_the_weights():
     assert loops.masked_weight_sum(*view) == polygon.pixel_weights(view[0][view[1]]).sum()
 
 
-def test_band_pixels_are_the_set_pixels_row_by_row():
-    drawn = (np.random.default_rng(4).random((23, 31)) < 0.2).astype(np.uint8)
-    idx, x, y = loops.band_pixels(drawn)
-    assert np.array_equal(idx, np.flatnonzero(drawn))
-    assert np.array_equal(x, (idx % 31) + 0.5 - 31 / 2) and np.array_equal(y, (idx // 31) + 0.5 - 23 / 2)
-
-
 def point_sets():
     """Contour-like point sets: blobs, many-sided hulls, a segment, a point, collinear
     and repeated points (pixel centres, as contours hold them)."""
@@ -367,3 +360,11 @@ def test_span_difference_lists_the_outer_spans_less_the_inner_ones():
     dense &= ~((cols >= inner_lo[:, None]) & (cols <= inner_hi[:, None]))
     r, k = np.nonzero(dense)
     assert np.array_equal(found[0], r) and np.array_equal(found[1], k - 2)
+
+
+def test_a_degenerate_polygons_band_is_the_whole_crop():
+    th, h = np.array([0.0, np.pi / 2, np.pi]), np.array([-1.0, 5.0, -1.0])  # x <= -1 and x >= 1: empty
+    idx, xp, yp, centre = polygon.band(9, 14, th, h, 3.5, None)
+    x, y = pixel_centres(9, 14)
+    assert centre is None and np.array_equal(idx, np.arange(9 * 14))
+    assert np.array_equal(xp, x) and np.array_equal(yp, y)
