@@ -158,7 +158,7 @@ class GradientProjector:
 
     def __call__(self, targets, logits: bool = False):
         """Project masks; bool masks of the input's shape and kind (as `ConvexProjector`)."""
-        return masks_like(targets, self.fit(targets, logits=logits))
+        return masks_like(targets, self.fit(targets, logits=logits).masks)
 
     def fit(self, targets, logits: bool = False) -> ConvexFit:
         """Fit one ICNN per mask and return the `ConvexFit` (tensors always (N, H, W))."""

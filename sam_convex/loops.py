@@ -681,6 +681,18 @@ def window_pass(crop, block):
 
 
 @njit(cache=True, nogil=True)
+def count_outside(values, lo, hi):
+    """How many of (n,) float32 values are not in [lo, hi] (NaN is in no interval), in
+    one pass: numpy's min and max read a photo-size target twice."""
+    lo, hi = np.float32(lo), np.float32(hi)
+    count = np.int32(0)  # int32 and the two comparisons as integers: the loop vectorises
+    for k in range(values.size):
+        v = values[k]
+        count += np.int32(not (v >= lo)) | np.int32(not (v <= hi))
+    return count
+
+
+@njit(cache=True, nogil=True)
 def foreground_box(p):
     """The bounding box of {p > 0.5} of an (H, W) float target in one pass: (rows
     r0:r1, cols c0:c1, the number of pixels above 0.5); (0, 0, 0, 0, 0) when none is."""
@@ -785,16 +797,41 @@ def hull_directions(hull, sides, normal, edges):
 
 
 @njit(cache=True, nogil=True)
-def support_edges(points, angles, n_own, grow, hull_grow):
-    """The half-planes of `support_polygon`: directions `angles` (the first n_own along
-    the hull's own sides, grown by hull_grow px; the rest by grow x (|cos| + |sin|))
-    at the support values of (P, 2) points (`support`). Returns (th, h) sorted by
-    angle (stable)."""
-    normals = np.empty((angles.size, 2))
-    for k in range(angles.size):
+def around_own(own, edges):
+    """The differences of the uniform angles 2 pi k / edges (k < edges) to the own
+    directions around each: (2, edges), row 0 to the nearest own direction below
+    (cyclically: the last one for angles below the first), row 1 to the next one at or
+    above (cyclically). own: (n,) sorted angles in [0, 2 pi), n >= 1."""
+    n = own.size
+    out = np.empty((2, edges))
+    after = 0  # numpy's searchsorted (left) of the uniform angle in own
+    for k in range(edges):
+        u = 2 * np.pi * k / edges  # as numpy's 2 * np.pi * np.arange(edges) / edges
+        while after < n and own[after] < u:
+            after += 1
+        out[0, k] = u - own[after - 1 if after > 0 else n - 1]
+        out[1, k] = u - own[after % n]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def support_edges(points, own, gap, grow, hull_grow):
+    """The half-planes of `support_polygon`: the `own` directions (along the hull's own
+    sides, grown by hull_grow px) and, of the uniform angles 2 pi k / edges (edges =
+    gap.size), the edges - own.size with the largest `gap` to an own direction (ties in
+    k order), grown by grow x (|cos| + |sin|), at the support values of (P, 2) points
+    (`support`). Returns (th, h) sorted by angle (stable)."""
+    edges, n_own = gap.size, own.size
+    angles = np.empty(edges)
+    angles[:n_own] = own
+    spare = stable_order(-gap)
+    for q in range(edges - n_own):
+        angles[n_own + q] = 2 * np.pi * spare[q] / edges
+    normals = np.empty((edges, 2))
+    for k in range(edges):
         normals[k, 0], normals[k, 1] = np.cos(angles[k]), np.sin(angles[k])
     h = support(points, normals)
-    for k in range(angles.size):
+    for k in range(edges):
         h[k] += hull_grow if k < n_own else grow * (np.abs(normals[k, 0]) + np.abs(normals[k, 1]))
     order = stable_order(angles)
     return angles[order], h[order]

@@ -135,11 +135,11 @@ def hard_distances(probs: torch.Tensor, masks: torch.Tensor, windows: list | Non
     return out
 
 
-def masks_like(targets, fit: ConvexFit):
-    """`fit.masks` in the targets' shape and kind: (H, W) or (N, H, W), numpy or torch
-    (on the targets' device)."""
+def masks_like(targets, masks: torch.Tensor):
+    """(N, H, W) bool masks in the targets' shape and kind: (H, W) or (N, H, W), numpy or
+    torch (on the targets' device)."""
     two_d = (targets.dim() if isinstance(targets, torch.Tensor) else np.ndim(targets)) == 2
-    masks = fit.masks[0] if two_d else fit.masks
+    masks = masks[0] if two_d else masks
     if isinstance(targets, torch.Tensor):
         return masks.to(targets.device)
     return masks.cpu().numpy()
@@ -304,17 +304,26 @@ class ConvexProjector:
                 `logits=True`, or bool masks), numpy array or torch tensor.
         Returns:
             bool numpy array or torch tensor (same device), same shape as targets.
+
+        The masks alone: the distance (`ConvexFit.losses`) is one more pass over every
+        target, so it is computed only by `fit`.
         """
-        return masks_like(targets, self.fit(targets, logits=logits))
+        with limit_threads(self.threads):
+            probs = self._probabilities(targets, logits)
+            return masks_like(targets, self._shapes(probs)[3])
 
     def fit(self, targets, logits: bool = False) -> ConvexFit:
         """Fit one ICNN per mask and return the `ConvexFit` (tensors always (N, H, W))."""
         with limit_threads(self.threads):
-            probs = validation.probabilities(targets, logits=logits)
-            if probs.dim() == 2:
-                probs = probs.unsqueeze(0)
+            probs = self._probabilities(targets, logits)
             device = torch.device(self.device) if self.device is not None else probs.device
             return self._fit(probs.detach().cpu(), device)
+
+    @staticmethod
+    def _probabilities(targets, logits: bool) -> torch.Tensor:
+        """The validated targets as (N, H, W) float32 probabilities, on their device."""
+        probs = validation.probabilities(targets, logits=logits)
+        return probs.unsqueeze(0) if probs.dim() == 2 else probs
 
     @property
     def _fit_window(self) -> functools.partial:
@@ -328,8 +337,11 @@ class ConvexProjector:
             hull_edges=2 * self.width - 1,
         )
 
-    def _fit(self, probs: torch.Tensor, device: torch.device) -> ConvexFit:
-        p_all = probs.numpy()
+    def _shapes(self, probs: torch.Tensor) -> tuple[list, list, torch.Tensor, torch.Tensor]:
+        """The fit of (N, H, W) float32 probabilities: per target its `PolygonFit` and
+        its shape (a `Polygon`, None for the empty set, or "full"), the windows (N, 4)
+        float32 and the masks (N, H, W) bool, on the CPU."""
+        p_all = probs.detach().cpu().numpy()
         height, width = p_all.shape[1:]
         kinds = [target_window(p) for p in p_all]
         # Only the window crops travel to the worker processes.
@@ -343,15 +355,18 @@ class ConvexProjector:
         )
         polygons = [{"empty": None, "full": "full"}.get(f.kind, f.polygon) for f in fits]
         masks = render_polygon_masks(polygons, windows, (height, width), self.width, self.sharpness)
+        return fits, polygons, windows, torch.from_numpy(masks)
+
+    def _fit(self, probs: torch.Tensor, device: torch.device) -> ConvexFit:
+        fits, polygons, windows, masks = self._shapes(probs)
         choice = np.array([f.choice for f in fits], np.int64)
-        masks = torch.from_numpy(masks)
         edges = np.array([p.th.size if isinstance(p, Polygon) else 0 for p in polygons])
         return ConvexFit(
             masks=masks.to(device),
             losses=hard_distances(probs, masks, [f.window for f in fits]),
             windows=windows,
             _net=None,
-            image_size=(height, width),
+            image_size=tuple(masks.shape[1:]),
             details={"edges": edges, "choice": choice},
             shapes=polygons,
             # Built on first access: most callers want the masks alone.

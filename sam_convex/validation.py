@@ -18,6 +18,8 @@ from typing import Any, NamedTuple, NoReturn
 import numpy as np
 import torch
 
+from sam_convex import loops
+
 
 class CommandLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument ends in one line on stderr and exit code 2 (the
@@ -36,6 +38,7 @@ class CommandLineParser(argparse.ArgumentParser):
 # Probabilities that stray this far outside [0, 1] are float rounding (from resizing,
 # softmax, ...), not a caller's mistake; they are clipped instead of refused.
 PROBABILITY_SLACK = 1e-5
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the largest finite float32
 
 
 def integer(
@@ -157,12 +160,17 @@ def probabilities(targets: Any, logits: bool = False, keep_grad: bool = False) -
         return t.float()
     t = t.float()
     # Both checks from the min and max (they propagate NaN, and an infinity is one of
-    # them); on the CPU by numpy, which uses no thread pool: torch.isfinite(...).all()
-    # took 5 ms per megapixel, 20x a hull of the mask, and torch's threads stall when
-    # other work shares the cores.
+    # them). On the CPU, first one compiled pass without a thread pool counts the values
+    # outside the allowed range (torch.isfinite(...).all() took 5 ms per megapixel, 20x
+    # a hull of the mask, and torch's threads stall when other work shares the cores);
+    # numpy's min and max, two more passes, only when some value is outside.
     values = t.detach()
     if values.device.type == "cpu":
-        lo, hi = float(values.numpy().min()), float(values.numpy().max())
+        flat = values.numpy().reshape(-1)
+        allowed = (-FLOAT32_MAX, FLOAT32_MAX) if logits else (0.0, 1.0)
+        if loops.count_outside(flat, *allowed) == 0:
+            return torch.sigmoid(t) if logits else t
+        lo, hi = float(flat.min()), float(flat.max())
     else:
         lo, hi = (float(v) for v in torch.aminmax(values))
     if not (math.isfinite(lo) and math.isfinite(hi)):

@@ -368,3 +368,14 @@ def test_a_degenerate_polygons_band_is_the_whole_crop():
     x, y = pixel_centres(9, 14)
     assert centre is None and np.array_equal(idx, np.arange(9 * 14))
     assert np.array_equal(xp, x) and np.array_equal(yp, y)
+
+
+def test_count_outside_counts_nan_infinities_and_values_beyond_the_bounds():
+    values = np.random.default_rng(0).uniform(-0.5, 1.5, 10_001).astype(np.float32)
+    values[[3, 70, 9000]] = [np.nan, np.inf, -np.inf]
+    finite = values[np.isfinite(values)]
+    expected = 3 + np.count_nonzero((finite < 0) | (finite > 1))
+    assert loops.count_outside(values, 0.0, 1.0) == expected
+    big = float(np.finfo(np.float32).max)
+    assert loops.count_outside(values, -big, big) == 3
+    assert loops.count_outside(np.float32([0.0, 1.0, 0.5]), 0.0, 1.0) == 0  # the bounds are inside

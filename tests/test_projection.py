@@ -121,6 +121,14 @@ def test_deterministic_and_batched_equals_single_bit_for_bit():
             assert torch.equal(p1[..., 0, :, :], pb[..., i, :, :])
 
 
+def test_a_call_returns_the_fits_masks_in_the_targets_kind():
+    targets = np.stack([CONVEX["ellipse"], NONCONVEX["bitten_disk"], _noisy_sam_like(2)])
+    fit = PROJECTOR.fit(targets)
+    assert np.array_equal(PROJECTOR(targets), fit.masks.numpy())
+    assert np.array_equal(PROJECTOR(targets[1]), fit.masks[1].numpy())
+    assert torch.equal(PROJECTOR(torch.from_numpy(targets)), fit.masks)
+
+
 def test_workers_return_the_one_process_fit_bit_for_bit():
     targets = np.stack(
         [
