@@ -695,27 +695,33 @@ def count_outside(values, lo, hi):
 @njit(cache=True, nogil=True)
 def foreground_box(p):
     """The bounding box of {p > 0.5} of an (H, W) float target in one pass: (rows
-    r0:r1, cols c0:c1, the number of pixels above 0.5); (0, 0, 0, 0, 0) when none is."""
+    r0:r1, cols c0:c1, the number of pixels above 0.5, the number of values outside
+    [0, 1], NaN included: the check of the values, in the same pass); (0, 0, 0, 0, 0,
+    outside) when no pixel is above 0.5."""
     height, width = p.shape
     per_col = np.zeros(width, np.int32)  # int32: the loop vectorises twice as wide
-    r0, r1, count = height, 0, 0
+    r0, r1, count, outside = height, 0, 0, 0
     for row in range(height):
-        in_row = 0
+        in_row = np.int32(0)
+        out_row = np.int32(0)
         for col in range(width):
-            above = np.int32(p[row, col] > 0.5)
+            v = p[row, col]
+            above = np.int32(v > 0.5)
             per_col[col] += above
             in_row += above
+            out_row += np.int32(not (v >= 0)) | np.int32(not (v <= 1))
+        outside += out_row
         if in_row:
             r0, r1 = min(r0, row), row + 1
             count += in_row
     if count == 0:
-        return 0, 0, 0, 0, 0
+        return 0, 0, 0, 0, 0, outside
     c0, c1 = 0, width
     while per_col[c0] == 0:
         c0 += 1
     while per_col[c1 - 1] == 0:
         c1 -= 1
-    return r0, r1, c0, c1, count
+    return r0, r1, c0, c1, count, outside
 
 
 @njit(cache=True, nogil=True)

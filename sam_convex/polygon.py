@@ -459,19 +459,20 @@ def best_start(sums: WindowSums, edges: int, max_cuts: int, parts: list[np.ndarr
     return best[1:]
 
 
-def target_window(p: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
+def target_window(p: np.ndarray) -> tuple[str, tuple[int, int, int, int], int]:
     """Kind and window of one (H, W) float32 target (step 1): "empty" (nothing above
     0.5), "full" (everything above 0.5) or "polygon", and the bounding box of {p > 0.5}
-    as pixel rows r0:r1, cols c0:c1 (the whole image when empty). One pass over the
-    target (`loops.foreground_box`), so the rest of the fit costs what the window
-    costs."""
+    as pixel rows r0:r1, cols c0:c1 (the whole image when empty); and how many values
+    lie outside [0, 1] (NaN included), for the caller's check of the values. One pass
+    over the target (`loops.foreground_box`), so the rest of the fit costs what the
+    window costs."""
     height, width = p.shape
-    r0, r1, c0, c1, count = loops.foreground_box(np.ascontiguousarray(p))
+    r0, r1, c0, c1, count, outside = loops.foreground_box(np.ascontiguousarray(p))
     if count == 0:
-        return "empty", (0, height, 0, width)
+        return "empty", (0, height, 0, width), outside
     if count == height * width:
-        return "full", (r0, r1, c0, c1)
-    return "polygon", (r0, r1, c0, c1)
+        return "full", (r0, r1, c0, c1), outside
+    return "polygon", (r0, r1, c0, c1), outside
 
 
 def pocket(fitted: Polygon, candidates: dict, cum: np.ndarray, radius: float) -> tuple[Polygon | None, int]:
@@ -529,18 +530,6 @@ def fit_window(
     candidates = {"start": start[:2], **hull_candidates(parts, hull_edges)}
     polygon, choice = pocket(centred(xp, yp, th, h, radius), candidates, sums.cum, radius)
     return polygon, start, candidates, choice
-
-
-def fit_target(
-    p: np.ndarray, edges: int, max_cuts: int, radius: float, sweeps: int, hull_edges: int = 47
-) -> PolygonFit:
-    """Fit one (H, W) float32 target (steps 1-6 of the module docstring): what
-    `ConvexProjector` does per mask before building the ICNN."""
-    kind, window = target_window(p)
-    if kind != "polygon":
-        return PolygonFit(kind, window)
-    r0, r1, c0, c1 = window
-    return PolygonFit("polygon", window, *fit_window(p[r0:r1, c0:c1], edges, max_cuts, radius, sweeps, hull_edges))
 
 
 def polygon_layers(poly: Polygon | str | None, window, width: int, sharpness: float) -> tuple:

@@ -309,21 +309,36 @@ class ConvexProjector:
         target, so it is computed only by `fit`.
         """
         with limit_threads(self.threads):
-            probs = self._probabilities(targets, logits)
-            return masks_like(targets, self._shapes(probs)[3])
+            probs, kinds = self._checked(targets, logits)
+            return masks_like(targets, self._shapes(probs, kinds)[3])
 
     def fit(self, targets, logits: bool = False) -> ConvexFit:
         """Fit one ICNN per mask and return the `ConvexFit` (tensors always (N, H, W))."""
         with limit_threads(self.threads):
-            probs = self._probabilities(targets, logits)
-            device = torch.device(self.device) if self.device is not None else probs.device
-            return self._fit(probs.detach().cpu(), device)
+            probs, kinds = self._checked(targets, logits)
+            if self.device is not None:
+                device = torch.device(self.device)
+            else:
+                device = targets.device if isinstance(targets, torch.Tensor) else torch.device("cpu")
+            return self._fit(probs, kinds, device)
 
     @staticmethod
-    def _probabilities(targets, logits: bool) -> torch.Tensor:
-        """The validated targets as (N, H, W) float32 probabilities, on their device."""
-        probs = validation.probabilities(targets, logits=logits)
-        return probs.unsqueeze(0) if probs.dim() == 2 else probs
+    def _checked(targets, logits: bool) -> tuple[torch.Tensor, list]:
+        """The validated targets as (N, H, W) float32 CPU probabilities and their
+        `target_window`s (kind, window). The values of probabilities are checked in the
+        windows' pass over each target: only when some lie outside [0, 1] does
+        `validation.probabilities` read them again, to name the error or to clip
+        rounding noise (which leaves {p > 0.5}, and so the windows, as they are)."""
+
+        def as_batch(check_range: bool) -> torch.Tensor:
+            probs = validation.probabilities(targets, logits=logits, check_range=check_range)
+            return (probs.unsqueeze(0) if probs.dim() == 2 else probs).detach().cpu()
+
+        probs = as_batch(check_range=False)
+        scans = [target_window(p) for p in probs.numpy()]
+        if any(outside for _, _, outside in scans):
+            probs = as_batch(check_range=True)
+        return probs, [(kind, window) for kind, window, _ in scans]
 
     @property
     def _fit_window(self) -> functools.partial:
@@ -337,13 +352,13 @@ class ConvexProjector:
             hull_edges=2 * self.width - 1,
         )
 
-    def _shapes(self, probs: torch.Tensor) -> tuple[list, list, torch.Tensor, torch.Tensor]:
-        """The fit of (N, H, W) float32 probabilities: per target its `PolygonFit` and
-        its shape (a `Polygon`, None for the empty set, or "full"), the windows (N, 4)
-        float32 and the masks (N, H, W) bool, on the CPU."""
-        p_all = probs.detach().cpu().numpy()
+    def _shapes(self, probs: torch.Tensor, kinds: list) -> tuple[list, list, torch.Tensor, torch.Tensor]:
+        """The fit of (N, H, W) float32 CPU probabilities and their kinds and windows
+        (`_checked`): per target its `PolygonFit` and its shape (a `Polygon`, None for
+        the empty set, or "full"), the windows (N, 4) float32 and the masks (N, H, W)
+        bool, on the CPU."""
+        p_all = probs.numpy()
         height, width = p_all.shape[1:]
-        kinds = [target_window(p) for p in p_all]
         # Only the window crops travel to the worker processes.
         todo = [i for i, (kind, _) in enumerate(kinds) if kind == "polygon"]
         crops = [p_all[i][slice(*kinds[i][1][:2]), slice(*kinds[i][1][2:])] for i in todo]
@@ -357,8 +372,8 @@ class ConvexProjector:
         masks = render_polygon_masks(polygons, windows, (height, width), self.width, self.sharpness)
         return fits, polygons, windows, torch.from_numpy(masks)
 
-    def _fit(self, probs: torch.Tensor, device: torch.device) -> ConvexFit:
-        fits, polygons, windows, masks = self._shapes(probs)
+    def _fit(self, probs: torch.Tensor, kinds: list, device: torch.device) -> ConvexFit:
+        fits, polygons, windows, masks = self._shapes(probs, kinds)
         choice = np.array([f.choice for f in fits], np.int64)
         edges = np.array([p.th.size if isinstance(p, Polygon) else 0 for p in polygons])
         return ConvexFit(

@@ -125,13 +125,18 @@ def device(name: str, value: Any) -> torch.device | None:
     return dev
 
 
-def probabilities(targets: Any, logits: bool = False, keep_grad: bool = False) -> torch.Tensor:
+def probabilities(
+    targets: Any, logits: bool = False, keep_grad: bool = False, check_range: bool = True
+) -> torch.Tensor:
     """Validate (H, W) or (N, H, W) masks and return foreground probabilities.
 
     Args:
         targets: numpy array or torch tensor: bool masks, or numbers: probabilities in
             [0, 1], or logits when `logits=True`.
         keep_grad: keep a torch input's autograd graph (for a training loss).
+        check_range: False leaves probabilities unchecked (logits are always checked),
+            for a caller that counts the values outside [0, 1] (NaN included) in a pass
+            of its own and calls again with True when there are any.
     Returns:
         (H, W) or (N, H, W) float32 tensor in [0, 1], on the input's device.
     Raises:
@@ -159,6 +164,8 @@ def probabilities(targets: Any, logits: bool = False, keep_grad: bool = False) -
     if t.dtype == torch.bool:
         return t.float()
     t = t.float()
+    if not (logits or check_range):
+        return t
     # Both checks from the min and max (they propagate NaN, and an infinity is one of
     # them). On the CPU, first one compiled pass without a thread pool counts the values
     # outside the allowed range (torch.isfinite(...).all() took 5 ms per megapixel, 20x

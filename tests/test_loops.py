@@ -236,10 +236,13 @@ def test_foreground_box_is_the_bounding_box_of_p_above_half(seed):
     r0, c0 = rng.integers(0, 20, 2)
     p[r0 : r0 + 9, c0 : c0 + 17] = rng.uniform(0.3, 1.0, (9, 17))
     p[5, 50] = 0.5  # not above a half
+    p[[0, 36, 20], [0, 52, 1]] = [np.nan, 1.0 + 1e-6, -1e-7]  # values outside [0, 1]
     rows, cols = np.nonzero(p > 0.5)
     found = loops.foreground_box(p)
-    assert found == (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1, rows.size)
-    assert loops.foreground_box(np.zeros((4, 5), np.float32)) == (0, 0, 0, 0, 0)
+    assert found == (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1, rows.size, 3)
+    assert loops.foreground_box(np.ones((4, 5), np.float32)) == (0, 4, 0, 5, 20, 0)
+    assert loops.foreground_box(np.full((4, 5), np.inf, np.float32)) == (0, 4, 0, 5, 20, 20)
+    assert loops.foreground_box(np.zeros((4, 5), np.float32)) == (0, 0, 0, 0, 0, 0)
 
 
 def test_masked_weight_sum_is_numpys_sum_of_the_weights():
@@ -310,7 +313,7 @@ def test_a_float64_target_is_read_in_float64():
     weights must come from the target as given, as the numpy code read it."""
     p = np.zeros((20, 30))
     p[5:9, 4:20] = 0.50000001
-    assert polygon.target_window(p) == ("polygon", (5, 9, 4, 20))
+    assert polygon.target_window(p) == ("polygon", (5, 9, 4, 20), 0)
     sums = polygon.window_sums(p[5:9, 4:20], 64)
     assert sums.fg.all() and np.array_equal(sums.cum, row_sums(polygon.pixel_weights(p[5:9, 4:20])))
 
