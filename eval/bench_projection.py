@@ -198,6 +198,9 @@ def time_photo(targets: np.ndarray, repeats: int, skimage_masks: int) -> dict:
     machine a short call right after a long one is often preempted (measured here: the
     OpenCV hull took 1 ms, or 25 ms right after a projection).
 
+    The projection is timed twice: as a call (the masks alone) and as `fit` (which also
+    computes the distance of each mask to its target: one more pass over the image).
+
     Returns {method: [seconds per mask]} and, per mask, the objective ratio of the
     projection to the OpenCV hull ("objective / cv2 hull").
     """
@@ -205,6 +208,7 @@ def time_photo(targets: np.ndarray, repeats: int, skimage_masks: int) -> dict:
     methods = {
         "cv2 contour hull + fill": lambda t: baselines.opencv_hull(t > 0.5),
         "ConvexProjector()": lambda t: projector(t),
+        "ConvexProjector().fit": lambda t: projector.fit(t).masks[0].numpy(),
     }
     for method in methods.values():
         method(targets[0])  # warm-up
@@ -626,7 +630,9 @@ def photo_markdown(r: dict) -> list[str]:
         "methods back to back per mask, each call after a 1 ms pause, per mask the best of "
         f"{r['repeats']} repeats (median over masks [min, max]); skimage's hull once on the first "
         f"{SKIMAGE_PHOTO_MASKS} masks (about a second per megapixel). The hulls include the threshold "
-        "p > 0.5; OpenCV's is findContours + convexHull + fillConvexPoly of all contours.",
+        "p > 0.5; OpenCV's is findContours + convexHull + fillConvexPoly of all contours. `ConvexProjector()` "
+        "is a call (the masks alone); `ConvexProjector().fit` also computes each mask's distance to its target "
+        "(`ConvexFit.losses`: one more pass over the image).",
         "",
         "| size | method | median ms per mask [min, max] | x OpenCV hull | x skimage hull |",
         "|---|---|---|---|---|",

@@ -42,7 +42,8 @@ def test_bench_command_writes_report_and_caches_the_slow_fits(tmp_path, monkeypa
     result = json.loads((tmp_path / "bench_projection.json").read_text())
     assert [p["masks"] for p in result["photo"].values()] == [2, 1]
     assert all(
-        set(p["rows"]) == {"cv2 contour hull + fill", "skimage convex_hull_image", "ConvexProjector()"}
+        set(p["rows"])
+        == {"cv2 contour hull + fill", "skimage convex_hull_image", "ConvexProjector()", "ConvexProjector().fit"}
         for p in result["photo"].values()
     )
     assert list(result["workers"]) == ["2 masks of 256x256", "2 masks of 192x108"]
