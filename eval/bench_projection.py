@@ -321,7 +321,7 @@ def big_image_child(queue, threads: int) -> None:
     small = np.ascontiguousarray(bench_targets(1, 0)[0], dtype=np.float32)
     target = cv2.resize(small, BIG_IMAGE[::-1], interpolation=cv2.INTER_LINEAR)
     projector = ConvexProjector(threads=threads)
-    projector(target[:64, :64])  # warm-up: lazy imports and allocations
+    projector.fit(target[:64, :64])  # warm-up: lazy imports, allocations, the compiled code fit loads
     reset_peak()
     base = memory_kb("VmRSS")
     start = time.perf_counter()

@@ -685,11 +685,14 @@ def count_outside(values, lo, hi):
     """How many of (n,) float32 values are not in [lo, hi] (NaN is in no interval), in
     one pass: numpy's min and max read a photo-size target twice."""
     lo, hi = np.float32(lo), np.float32(hi)
-    count = np.int32(0)  # int32 and the two comparisons as integers: the loop vectorises
-    for k in range(values.size):
-        v = values[k]
-        count += np.int32(not (v >= lo)) | np.int32(not (v <= hi))
-    return count
+    total = 0
+    for start in range(0, values.size, 1 << 20):
+        count = np.int32(0)  # int32 and the two comparisons as integers: the loop vectorises
+        for k in range(start, min(start + (1 << 20), values.size)):
+            v = values[k]
+            count += np.int32(not (v >= lo)) | np.int32(not (v <= hi))
+        total += count  # int64: a block's int32 count cannot overflow
+    return total
 
 
 @njit(cache=True, nogil=True)

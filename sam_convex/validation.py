@@ -138,9 +138,11 @@ def probabilities(
             for a caller that counts the values outside [0, 1] (NaN included) in a pass
             of its own and calls again with True when there are any.
     Returns:
-        (H, W) or (N, H, W) float32 tensor in [0, 1], on the input's device.
+        (H, W) or (N, H, W) float32 tensor in [0, 1] (as given, unchecked, with
+        `check_range=False`), on the input's device.
     Raises:
-        ValueError: wrong ndim, non-numeric dtype, empty, NaN/inf, or outside [0, 1].
+        ValueError: wrong ndim, non-numeric dtype, empty, NaN/inf, or outside [0, 1]
+            (the last two not for probabilities with `check_range=False`).
     """
     flag("logits", logits)
     if isinstance(targets, torch.Tensor):
@@ -170,14 +172,16 @@ def probabilities(
     # them). On the CPU, first one compiled pass without a thread pool counts the values
     # outside the allowed range (torch.isfinite(...).all() took 5 ms per megapixel, 20x
     # a hull of the mask, and torch's threads stall when other work shares the cores);
-    # numpy's min and max, two more passes, only when some value is outside.
+    # numpy's min and max, two more passes, only when some value is outside (or the
+    # values are not contiguous).
     values = t.detach()
     if values.device.type == "cpu":
-        flat = values.numpy().reshape(-1)
+        array = values.numpy()
         allowed = (-FLOAT32_MAX, FLOAT32_MAX) if logits else (0.0, 1.0)
-        if loops.count_outside(flat, *allowed) == 0:
+        # A strided view (expanded, transposed) is not copied: numpy reads it in place.
+        if array.flags.c_contiguous and loops.count_outside(array.reshape(-1), *allowed) == 0:
             return torch.sigmoid(t) if logits else t
-        lo, hi = float(flat.min()), float(flat.max())
+        lo, hi = float(array.min()), float(array.max())
     else:
         lo, hi = (float(v) for v in torch.aminmax(values))
     if not (math.isfinite(lo) and math.isfinite(hi)):

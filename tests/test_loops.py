@@ -382,3 +382,5 @@ def test_count_outside_counts_nan_infinities_and_values_beyond_the_bounds():
     big = float(np.finfo(np.float32).max)
     assert loops.count_outside(values, -big, big) == 3
     assert loops.count_outside(np.float32([0.0, 1.0, 0.5]), 0.0, 1.0) == 0  # the bounds are inside
+    many = np.full(3 * (1 << 20) + 5, 2.0, np.float32)  # counted block by block
+    assert loops.count_outside(many, 0.0, 1.0) == many.size

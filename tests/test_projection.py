@@ -303,6 +303,19 @@ def test_any_numeric_dtype_and_byte_order_is_accepted(dtype):
     assert iou(PROJECTOR(target), CONVEX["disk"]) >= 0.97
 
 
+def test_strided_targets_are_checked_in_place():
+    """Expanded and transposed tensors are checked as they are (numpy reads them in place)."""
+    disk = torch.from_numpy(CONVEX["disk"]).float()
+    assert torch.equal(PROJECTOR(disk.expand(2, *disk.shape))[1], PROJECTOR(disk))
+    assert torch.equal(PROJECTOR(disk.t()), PROJECTOR(disk.t().contiguous()))
+    bad = disk.clone()
+    bad[3, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        PROJECTOR(bad.t())
+    with pytest.raises(ValueError, match="NaN"):
+        PROJECTOR(bad.t(), logits=True)
+
+
 def test_rounding_noise_above_one_is_accepted_and_real_excess_named():
     target = CONVEX["disk"].astype(np.float64) * 1.0000001
     assert iou(PROJECTOR(target), CONVEX["disk"]) >= 0.97
