@@ -687,9 +687,11 @@ def count_outside(values, lo, hi):
     lo, hi = np.float32(lo), np.float32(hi)
     total = 0
     for start in range(0, values.size, 1 << 20):
+        # A slice per block: indexing values[start:stop] in place did not vectorise (9x slower).
+        block = values[start : start + (1 << 20)]
         count = np.int32(0)  # int32 and the two comparisons as integers: the loop vectorises
-        for k in range(start, min(start + (1 << 20), values.size)):
-            v = values[k]
+        for k in range(block.size):
+            v = block[k]
             count += np.int32(not (v >= lo)) | np.int32(not (v <= hi))
         total += count  # int64: a block's int32 count cannot overflow
     return total
