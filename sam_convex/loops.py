@@ -680,6 +680,13 @@ def window_pass(crop, block):
     return fg, cum, sums, f_fg
 
 
+@njit(inline="always")
+def _outside(v, lo, hi):
+    """1 (int32) if v is not in [lo, hi] (NaN is in no interval), else 0: the comparisons
+    as integers, so that the loops that count them vectorise."""
+    return np.int32(not (v >= lo)) | np.int32(not (v <= hi))
+
+
 @njit(cache=True, nogil=True)
 def count_outside(values, lo, hi):
     """How many of (n,) float32 values are not in [lo, hi] (NaN is in no interval), in
@@ -689,10 +696,9 @@ def count_outside(values, lo, hi):
     for start in range(0, values.size, 1 << 20):
         # A slice per block: indexing values[start:stop] in place did not vectorise (9x slower).
         block = values[start : start + (1 << 20)]
-        count = np.int32(0)  # int32 and the two comparisons as integers: the loop vectorises
+        count = np.int32(0)  # int32: the loop vectorises
         for k in range(block.size):
-            v = block[k]
-            count += np.int32(not (v >= lo)) | np.int32(not (v <= hi))
+            count += _outside(block[k], lo, hi)
         total += count  # int64: a block's int32 count cannot overflow
     return total
 
@@ -714,7 +720,7 @@ def foreground_box(p):
             above = np.int32(v > 0.5)
             per_col[col] += above
             in_row += above
-            out_row += np.int32(not (v >= 0)) | np.int32(not (v <= 1))
+            out_row += _outside(v, np.float32(0), np.float32(1))
         outside += out_row
         if in_row:
             r0, r1 = min(r0, row), row + 1
